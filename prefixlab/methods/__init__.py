@@ -1,0 +1,1 @@
+"""Prefix-tuning methods: configuration, parameters, injection into a frozen model."""
