@@ -1,0 +1,463 @@
+"""`PrefixModel`: a frozen transformers model plus trainable virtual tokens, called with source and target.
+
+Decoder-only models see `[x; y]` with the virtual tokens inserted (`[P; x; y]` or `[x; P; y]`); encoder-decoder
+models get x on the encoder and y on the decoder, with three independent prefix sets (encoder self-attention,
+decoder self-attention, cross-attention). Internally, decoder-only sources are left-aligned and targets
+right-aligned, so the target block starts at one column for the whole batch and the output layer runs only
+over the target positions (`logits_to_keep`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from prefixlab.methods.config import PrefixConfig, PrefixConfigError
+from prefixlab.methods.injection import SetLayout, attach, capturing, injecting, stack_captured
+from prefixlab.methods.parameters import PrefixParameters, as_key_values, from_key_values
+
+log = logging.getLogger(__name__)
+
+LOSS_REDUCTIONS = ("token_mean", "sequence_sum")
+PREFIX_FILE = "prefix.safetensors"
+
+
+@dataclass
+class PrefixOutput:
+    """What `PrefixModel.forward` returns: the loss over target tokens and logits (batch, target_len, vocab),
+    where `logits[:, t]` predicts target token t."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+
+
+def left_align(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's real tokens (mask 1) to the right end, padding on the left; keeps their order."""
+    order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+    return ids.gather(1, order), mask.gather(1, order)
+
+
+def right_align(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's real tokens (mask 1) to the left end, padding on the right; keeps their order."""
+    order = torch.argsort((1 - mask).to(torch.int8), dim=1, stable=True)
+    return ids.gather(1, order), mask.gather(1, order)
+
+
+def target_loss(
+    logits: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor, reduction: str = "token_mean"
+) -> torch.Tensor:
+    """Cross-entropy of the target tokens in float32; padding never counts.
+
+    `token_mean` averages over all target tokens of the batch (PEFT, HF Trainer, the authors' BART code);
+    `sequence_sum` sums each sequence's token losses and averages over the batch (the authors' GPT-2 code).
+    """
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"loss reduction {reduction!r} is not allowed; choose one of {LOSS_REDUCTIONS}.")
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), target_ids.flatten(), reduction="none").view_as(
+        target_ids
+    ) * target_mask.to(torch.float32)
+    if reduction == "token_mean":
+        return per_token.sum() / target_mask.sum().clamp(min=1)
+    return per_token.sum(dim=1).mean()
+
+
+class PrefixModel(nn.Module):
+    """A frozen base model with trainable virtual tokens (see `PrefixConfig` for the variants).
+
+    Args:
+        base_model: a transformers model (decoder-only `*ForCausalLM` or encoder-decoder
+            `*ForConditionalGeneration`) loaded with attn_implementation "sdpa" or "eager".
+        config: the prefix variant.
+        tokenizer: needed only for `init="tokens"` with `init_text`.
+    """
+
+    def __init__(self, base_model: nn.Module, config: PrefixConfig, tokenizer: Any = None) -> None:
+        super().__init__()
+        self.base = base_model
+        self.config = config
+        self.is_encoder_decoder = bool(base_model.config.is_encoder_decoder)
+        for parameter in self.base.parameters():
+            parameter.requires_grad_(False)
+        self.base.eval()
+        self._validate()
+        self.position_offset = (
+            (not self.is_encoder_decoder) if config.position_offset is None else config.position_offset
+        )
+        hidden = self.base.get_input_embeddings().embedding_dim
+        if config.depth == "all":
+            self._state, self.layouts = attach(self.base)
+            widths = {name: layout.width for name, layout in self.layouts.items()}
+        else:
+            self._state, self.layouts = None, {}
+            widths = {"embedding": hidden}
+        device = next(self.base.parameters()).device
+        self.prefix = PrefixParameters(
+            widths,
+            config.length,
+            reparam=config.reparam,
+            mlp_hidden=config.mlp_hidden,
+            mlp_input_dim=config.mlp_input_dim or hidden,
+            init_std=config.init_std,
+        ).to(device)
+        self.prefix_dropout = nn.Dropout(config.dropout)
+        self._position_hooks = (
+            self._install_position_shift() if self._shifts_encoder_decoder_positions else []
+        )
+        self.init_residual: float | None = None
+        if config.init == "tokens":
+            self.initialize_from_tokens(self._init_token_ids(tokenizer))
+
+    # ----------------------------------------------------------------------------------------- setup
+    def _validate(self) -> None:
+        config = self.config
+        if self.is_encoder_decoder and config.placement == "infix":
+            raise PrefixConfigError(
+                "placement='infix' is undefined for encoder-decoder models (the source is encoded separately "
+                "from the target); use placement='prefix'."
+            )
+        forward_params = inspect.signature(self.base.forward).parameters
+        if not self.is_encoder_decoder and "position_ids" not in forward_params:
+            raise PrefixConfigError(f"{type(self.base).__name__} does not accept position_ids.")
+
+    @property
+    def _shifts_encoder_decoder_positions(self) -> bool:
+        return self.is_encoder_decoder and self.config.depth == "all" and self.position_offset
+
+    def _install_position_shift(self) -> list:
+        """Encoder-decoder models with learned positions (BART): shift source/target positions by the prefix
+        length while a prefix is injected, so that `position_offset=True` means what it does for GPT-2."""
+        hooks = []
+        for stack in (self.base.get_encoder(), self.base.get_decoder()):
+            embed_positions = getattr(stack, "embed_positions", None)
+            if (
+                embed_positions is None
+                or "cache_length" not in inspect.signature(embed_positions.forward).parameters
+            ):
+                raise PrefixConfigError(
+                    f"position_offset=True is not supported for {type(self.base).__name__}; use False."
+                )
+            hooks.append(embed_positions.register_forward_pre_hook(self._shift_positions, with_kwargs=True))
+        return hooks
+
+    def _shift_positions(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if not self._state.kv:
+            return args, kwargs
+        shift = self.config.length
+        args = list(args)
+        if kwargs.get("position_ids") is not None:
+            kwargs["position_ids"] = kwargs["position_ids"] + shift
+        elif len(args) > 2 and args[2] is not None:
+            args[2] = args[2] + shift
+        elif len(args) > 1:
+            args[1] = args[1] + shift
+        else:
+            kwargs["cache_length"] = kwargs.get("cache_length", 0) + shift
+        return tuple(args), kwargs
+
+    def _init_token_ids(self, tokenizer: Any) -> list[int]:
+        if self.config.init_token_ids is not None:
+            return list(self.config.init_token_ids)
+        if tokenizer is None:
+            raise PrefixConfigError(
+                "init_text needs the model's tokenizer: PrefixModel(model, config, tokenizer)."
+            )
+        ids = tokenizer(self.config.init_text, add_special_tokens=False)["input_ids"]
+        if len(ids) != self.config.length:
+            raise PrefixConfigError(
+                f"init_text {self.config.init_text!r} has {len(ids)} tokens but length={self.config.length}; "
+                f"set length={len(ids)}."
+            )
+        return ids
+
+    def train(self, mode: bool = True) -> PrefixModel:
+        """Train mode for the prefix only: the frozen model stays in eval mode (no dropout), as in the paper."""
+        super().train(mode)
+        self.base.eval()
+        return self
+
+    # --------------------------------------------------------------------------- virtual token values
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        embed = (
+            self.base.get_encoder().embed_tokens
+            if self.is_encoder_decoder
+            else self.base.get_input_embeddings()
+        )
+        return embed(ids)
+
+    @torch.no_grad()
+    def token_activations(self, token_ids: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """P that makes the virtual tokens behave like these real tokens on their own at positions 0..:
+        their input embeddings (depth "embedding") or their keys/values in every layer (depth "all")."""
+        device = next(self.base.parameters()).device
+        ids = torch.as_tensor(token_ids, dtype=torch.long, device=device).view(1, -1)
+        if ids.shape[1] != self.config.length:
+            raise PrefixConfigError(
+                f"{ids.shape[1]} tokens given for a prefix of length {self.config.length}."
+            )
+        if self.config.depth == "embedding":
+            return {"embedding": self._embed(ids)[0].float()}
+        inputs = {"input_ids": ids}
+        if self.is_encoder_decoder:
+            inputs["decoder_input_ids"] = ids
+        with capturing(self._state) as captured:
+            self.base(**inputs, use_cache=False)
+        kv = stack_captured(captured, self.layouts, slice(0, ids.shape[1]))
+        return {name: from_key_values(values).float() for name, values in kv.items()}
+
+    def set_prefix(self, values: dict[str, torch.Tensor]) -> None:
+        """Set P of each named set directly (exports a reparameterized set first). Values are (length,
+        width) matrices, or for depth "all" key/value tensors (layers, 2, kv_heads, length, head_dim)."""
+        for name, value in values.items():
+            if value.dim() == 5:
+                value = from_key_values(value)
+            self.prefix.sets[name].set_values(value)
+
+    def initialize_from_tokens(self, token_ids: list[int] | torch.Tensor) -> None:
+        """Start the virtual tokens as real tokens' activations (paper section 7.4).
+
+        With reparam="mlp", fit MLP(P') to those activations by MSE with Adam (init_fit_steps, init_fit_lr,
+        as the authors did) and keep the final residual in `init_residual`.
+        """
+        targets = self.token_activations(token_ids)
+        if self.config.reparam == "none":
+            self.set_prefix(targets)
+            self.init_residual = 0.0
+            return
+        params = list(self.prefix.parameters())
+        optimizer = torch.optim.Adam(params, lr=self.config.init_fit_lr)
+        residual = torch.tensor(float("nan"))
+        with torch.enable_grad():
+            for _ in range(max(self.config.init_fit_steps, 1)):
+                produced = self.prefix()
+                residual = sum(F.mse_loss(produced[n], targets[n]) for n in targets) / len(targets)
+                if self.config.init_fit_steps == 0:
+                    break
+                optimizer.zero_grad()
+                residual.backward()
+                optimizer.step()
+        with torch.no_grad():
+            produced = self.prefix()
+            residual = sum(F.mse_loss(produced[n], targets[n]) for n in targets) / len(targets)
+        self.init_residual = float(residual)
+        log.info("prefix MLP fitted to token activations: MSE residual %.3e", self.init_residual)
+
+    def _virtual(self) -> dict[str, torch.Tensor]:
+        """P of every set after dropout, as key/value tensors for depth "all"."""
+        values = {name: self.prefix_dropout(p) for name, p in self.prefix().items()}
+        if self.config.depth == "embedding":
+            return values
+        return {name: as_key_values(values[name], self.layouts[name]) for name in values}
+
+    # ------------------------------------------------------------------------------ decoder-only layout
+    def _decoder_only_inputs(
+        self, ids: torch.Tensor, mask: torch.Tensor, source_width: int, virtual: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Model inputs for `[x; y]` (x left-aligned in the first `source_width` columns) and the injection
+        arguments. Returns (model kwargs, injecting kwargs)."""
+        length = self.config.length
+        infix = self.config.placement == "infix"
+        sep = source_width - 1  # the source's last token: the infix goes right before it
+        if self.config.depth == "embedding":
+            embeds = self._embed(ids)
+            virtual_embeds = virtual["embedding"].to(embeds.dtype).unsqueeze(0).expand(ids.shape[0], -1, -1)
+            ones = torch.ones(ids.shape[0], length, dtype=mask.dtype, device=mask.device)
+            if infix:
+                embeds = torch.cat([embeds[:, :sep], virtual_embeds, embeds[:, sep:]], dim=1)
+                mask = torch.cat([mask[:, :sep], ones, mask[:, sep:]], dim=1)
+            else:
+                embeds = torch.cat([virtual_embeds, embeds], dim=1)
+                mask = torch.cat([ones, mask], dim=1)
+            positions = (mask.long().cumsum(1) - 1).clamp(min=0)
+            return {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}, {}
+        positions = (mask.long().cumsum(1) - 1).clamp(min=0)
+        if infix:
+            positions[:, sep:] += length
+        elif self.position_offset:
+            positions = positions + length
+        inject = {"kv": virtual, "infix": infix, "insert_at": sep}
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions}, inject
+
+    @contextlib.contextmanager
+    def _injected(self, inject: dict[str, Any]) -> Iterator[None]:
+        if not inject:
+            yield
+            return
+        with injecting(self._state, **inject):
+            yield
+
+    # ------------------------------------------------------------------------------------------ forward
+    def forward(
+        self,
+        source_ids: torch.Tensor,
+        source_mask: torch.Tensor,
+        target_ids: torch.Tensor,
+        target_mask: torch.Tensor,
+        loss_reduction: str = "token_mean",
+    ) -> PrefixOutput:
+        """Loss over target tokens and target logits (batch, target_len, vocab); sources never count."""
+        target_ids, target_mask = right_align(target_ids, target_mask)
+        virtual = self._virtual()
+        target_len = target_ids.shape[1]
+        if self.is_encoder_decoder:
+            logits = self._encoder_decoder_logits(source_ids, source_mask, target_ids, target_mask, virtual)
+        else:
+            source_ids, source_mask = left_align(source_ids, source_mask)
+            ids = torch.cat([source_ids, target_ids], dim=1)
+            mask = torch.cat([source_mask, target_mask], dim=1)
+            inputs, inject = self._decoder_only_inputs(ids, mask, source_ids.shape[1], virtual)
+            with self._injected(inject):
+                out = self.base(**inputs, use_cache=False, logits_to_keep=target_len + 1)
+            logits = out.logits[:, :target_len]
+        return PrefixOutput(loss=target_loss(logits, target_ids, target_mask, loss_reduction), logits=logits)
+
+    def _encoder_inputs(
+        self, source_ids: torch.Tensor, source_mask: torch.Tensor, virtual: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        if self.config.depth == "embedding":
+            embeds = self._embed(source_ids)
+            batch = source_ids.shape[0]
+            virtual_embeds = virtual["embedding"].to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
+            ones = torch.ones(batch, self.config.length, dtype=source_mask.dtype, device=source_mask.device)
+            inputs = {
+                "inputs_embeds": torch.cat([virtual_embeds, embeds], dim=1),
+                "attention_mask": torch.cat([ones, source_mask], dim=1),
+            }
+            return inputs, {}
+        return {"input_ids": source_ids, "attention_mask": source_mask}, {"kv": virtual}
+
+    def _encoder_decoder_logits(
+        self, source_ids, source_mask, target_ids, target_mask, virtual
+    ) -> torch.Tensor:
+        start = self.base.config.decoder_start_token_id
+        starts = torch.full_like(target_ids[:, :1], start)
+        decoder_ids = torch.cat([starts, target_ids[:, :-1]], dim=1)
+        decoder_mask = torch.cat([torch.ones_like(target_mask[:, :1]), target_mask[:, :-1]], dim=1)
+        inputs, inject = self._encoder_inputs(source_ids, source_mask, virtual)
+        with self._injected(inject):
+            out = self.base(
+                **inputs, decoder_input_ids=decoder_ids, decoder_attention_mask=decoder_mask, use_cache=False
+            )
+        return out.logits
+
+    # ----------------------------------------------------------------------------------------- generate
+    @torch.no_grad()
+    def generate(
+        self, source_ids: torch.Tensor, source_mask: torch.Tensor, **generation_kwargs: Any
+    ) -> torch.Tensor:
+        """Decode targets with transformers' `generate` (greedy, beam search, ...; batched, sources left-padded
+        for decoder-only models). Returns only the generated target tokens (batch, new_len), padded with the
+        generation config's pad token."""
+        virtual = self._virtual()
+        kwargs = dict(generation_kwargs)
+        if kwargs.get("pad_token_id") is None and self.base.generation_config.pad_token_id is None:
+            kwargs["pad_token_id"] = self.base.generation_config.eos_token_id
+            if isinstance(kwargs["pad_token_id"], list):
+                kwargs["pad_token_id"] = kwargs["pad_token_id"][0]
+        if self.is_encoder_decoder:
+            inputs, inject = self._encoder_inputs(source_ids, source_mask, virtual)
+            with self._injected(inject):
+                out = self.base.generate(**inputs, **kwargs)
+            return out[:, 1:]
+        source_ids, source_mask = left_align(source_ids, source_mask)
+        inputs, inject = self._decoder_only_inputs(source_ids, source_mask, source_ids.shape[1], virtual)
+        with self._injected(inject):
+            out = self.base.generate(**inputs, **kwargs)
+        if "inputs_embeds" in inputs:
+            return out
+        return out[:, source_ids.shape[1] :]
+
+    # ------------------------------------------------------------------------------------ bookkeeping
+    def export(self) -> None:
+        """Drop the reparameterization MLP, keeping only P (what the paper stores)."""
+        self.prefix.export()
+
+    def parameter_report(self) -> dict[str, float]:
+        """Trainable parameters now, stored parameters after export, and both as % of the base model."""
+        base = sum(p.numel() for p in self.base.parameters())
+        trainable = sum(p.numel() for p in self.prefix.parameters() if p.requires_grad)
+        stored = self.prefix.stored_size()
+        return {
+            "base_parameters": base,
+            "trainable_parameters": trainable,
+            "stored_parameters": stored,
+            "trainable_percent": 100.0 * trainable / base,
+            "stored_percent": 100.0 * stored / base,
+        }
+
+    def _metadata(self) -> dict[str, str]:
+        layouts = {name: vars(layout) for name, layout in self.layouts.items()}
+        return {
+            "format": "prefixlab-prefix-v1",
+            "config": json.dumps(self.config.to_dict()),
+            "layouts": json.dumps(layouts),
+            "exported": json.dumps(self.prefix.exported),
+            "position_offset": json.dumps(self.position_offset),
+            "base_model": str(getattr(self.base.config, "_name_or_path", "")),
+            "base_model_type": str(self.base.config.model_type),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Store only the prefix (P after export; P' and the MLP too before, so training can resume) and the
+        config, as safetensors. `path` is a file or a folder (then `prefix.safetensors` inside). Written to a
+        temporary name and renamed, so an interrupted save never leaves a broken file."""
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path / PREFIX_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.prefix.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=self._metadata())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    @classmethod
+    def load(cls, base_model: nn.Module, path: str | os.PathLike) -> PrefixModel:
+        """Rebuild a PrefixModel on `base_model` from a file written by `save`."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / PREFIX_FILE
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no saved prefix at {path}; expected a file written by PrefixModel.save."
+            )
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if metadata.get("format") != "prefixlab-prefix-v1":
+            raise ValueError(f"{path} is not a prefixlab prefix file (missing format metadata).")
+        values = json.loads(metadata["config"])
+        config = PrefixConfig.from_dict(
+            {**values, "init": "random", "init_text": None, "init_token_ids": None}
+        )
+        model = cls(base_model, config)
+        model.config = PrefixConfig.from_dict(values)
+        saved_layouts = {name: SetLayout(**v) for name, v in json.loads(metadata["layouts"]).items()}
+        if saved_layouts != model.layouts:
+            raise ValueError(
+                f"the prefix in {path} was trained for attention layouts {saved_layouts}, "
+                f"but this model has {model.layouts} (a different base model?)."
+            )
+        if json.loads(metadata["exported"]):
+            model.export()
+        state = load_file(str(path), device=str(next(base_model.parameters()).device))
+        model.prefix.load_state_dict(state)
+        return model
