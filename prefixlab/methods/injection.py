@@ -14,6 +14,7 @@ and "encoder", "decoder" and "cross" for encoder-decoder models; they are found 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,13 +52,15 @@ class InjectionState:
 
     `kv[set_name]` has shape (layers, 2, kv_heads, length, head_dim) or None when that set is inactive.
     `insert_at` is the key column where the virtual tokens go (0 for a prefix; for an infix the column of the
-    source's last token). With `capture` set to a dict, the wrapper records each slot's keys/values instead.
+    source's last token). `position_shift` is added to the positions of encoder-decoder models with learned
+    position embeddings (BART) while injecting. With `capture` set to a dict, the wrapper records each slot's keys/values instead.
     """
 
     kernel: str = "sdpa"
     kv: dict[str, torch.Tensor] = field(default_factory=dict)
     insert_at: int = 0
     infix: bool = False
+    position_shift: int = 0
     capture: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] | None = None
     calls: list[tuple[nn.Module, torch.Size, bool]] | None = None
     layouts: dict[str, SetLayout] = field(default_factory=dict)
@@ -200,20 +203,59 @@ def attach(model: nn.Module) -> tuple[InjectionState, dict[str, SetLayout]]:
             raise UnsupportedModelError(f"attention layers of set {name!r} differ in key/value shape.")
         layouts[name] = layout
     state.layouts = layouts
+    for embed_positions in shiftable_position_embeddings(model):
+        embed_positions.register_forward_pre_hook(
+            lambda module, args, kwargs: _shift_positions(state, args, kwargs), with_kwargs=True
+        )
     return state, layouts
+
+
+def shiftable_position_embeddings(model: nn.Module) -> list[nn.Module]:
+    """The learned position embeddings of an encoder-decoder model whose forward takes `cache_length` (BART
+    family); empty when the model has none."""
+    if not model.config.is_encoder_decoder:
+        return []
+    modules = [
+        getattr(stack, "embed_positions", None) for stack in (model.get_encoder(), model.get_decoder())
+    ]
+    if any(m is None or "cache_length" not in inspect.signature(m.forward).parameters for m in modules):
+        return []
+    return modules
+
+
+def _shift_positions(state: InjectionState, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Forward pre-hook of BART-style position embeddings: add `state.position_shift` to the positions."""
+    shift = state.position_shift
+    if not shift:
+        return args, kwargs
+    args = list(args)
+    if kwargs.get("position_ids") is not None:
+        kwargs["position_ids"] = kwargs["position_ids"] + shift
+    elif len(args) > 2 and args[2] is not None:
+        args[2] = args[2] + shift
+    elif len(args) > 1:
+        args[1] = args[1] + shift
+    else:
+        kwargs["cache_length"] = kwargs.get("cache_length", 0) + shift
+    return tuple(args), kwargs
 
 
 @contextlib.contextmanager
 def injecting(
-    state: InjectionState, kv: dict[str, torch.Tensor], *, infix: bool = False, insert_at: int = 0
+    state: InjectionState,
+    kv: dict[str, torch.Tensor],
+    *,
+    infix: bool = False,
+    insert_at: int = 0,
+    position_shift: int = 0,
 ) -> Iterator[None]:
     """Within the block, the wrapped model attends to the virtual keys/values `kv` (see InjectionState)."""
-    previous = (state.kv, state.infix, state.insert_at)
-    state.kv, state.infix, state.insert_at = kv, infix, insert_at
+    previous = (state.kv, state.infix, state.insert_at, state.position_shift)
+    state.kv, state.infix, state.insert_at, state.position_shift = kv, infix, insert_at, position_shift
     try:
         yield
     finally:
-        state.kv, state.infix, state.insert_at = previous
+        state.kv, state.infix, state.insert_at, state.position_shift = previous
 
 
 @contextlib.contextmanager

@@ -26,7 +26,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from prefixlab.methods.config import PrefixConfig, PrefixConfigError
-from prefixlab.methods.injection import SetLayout, attach, capturing, injecting, stack_captured
+from prefixlab.methods.injection import (
+    SetLayout,
+    attach,
+    capturing,
+    injecting,
+    shiftable_position_embeddings,
+    stack_captured,
+)
 from prefixlab.methods.parameters import PrefixParameters, as_key_values, from_key_values
 
 log = logging.getLogger(__name__)
@@ -113,9 +120,6 @@ class PrefixModel(nn.Module):
             init_std=config.init_std,
         ).to(device)
         self.prefix_dropout = nn.Dropout(config.dropout)
-        self._position_hooks = (
-            self._install_position_shift() if self._shifts_encoder_decoder_positions else []
-        )
         self.init_residual: float | None = None
         if config.init == "tokens":
             self.initialize_from_tokens(self._init_token_ids(tokenizer))
@@ -131,41 +135,16 @@ class PrefixModel(nn.Module):
         forward_params = inspect.signature(self.base.forward).parameters
         if not self.is_encoder_decoder and "position_ids" not in forward_params:
             raise PrefixConfigError(f"{type(self.base).__name__} does not accept position_ids.")
-
-    @property
-    def _shifts_encoder_decoder_positions(self) -> bool:
-        return self.is_encoder_decoder and self.config.depth == "all" and self.position_offset
-
-    def _install_position_shift(self) -> list:
-        """Encoder-decoder models with learned positions (BART): shift source/target positions by the prefix
-        length while a prefix is injected, so that `position_offset=True` means what it does for GPT-2."""
-        hooks = []
-        for stack in (self.base.get_encoder(), self.base.get_decoder()):
-            embed_positions = getattr(stack, "embed_positions", None)
-            if (
-                embed_positions is None
-                or "cache_length" not in inspect.signature(embed_positions.forward).parameters
-            ):
-                raise PrefixConfigError(
-                    f"position_offset=True is not supported for {type(self.base).__name__}; use False."
-                )
-            hooks.append(embed_positions.register_forward_pre_hook(self._shift_positions, with_kwargs=True))
-        return hooks
-
-    def _shift_positions(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if not self._state.kv:
-            return args, kwargs
-        shift = self.config.length
-        args = list(args)
-        if kwargs.get("position_ids") is not None:
-            kwargs["position_ids"] = kwargs["position_ids"] + shift
-        elif len(args) > 2 and args[2] is not None:
-            args[2] = args[2] + shift
-        elif len(args) > 1:
-            args[1] = args[1] + shift
-        else:
-            kwargs["cache_length"] = kwargs.get("cache_length", 0) + shift
-        return tuple(args), kwargs
+        if (
+            self.is_encoder_decoder
+            and config.depth == "all"
+            and config.position_offset
+            and not shiftable_position_embeddings(self.base)
+        ):
+            raise PrefixConfigError(
+                f"position_offset=True is not supported for {type(self.base).__name__} (no learned position "
+                "embeddings to shift); use position_offset=False."
+            )
 
     def _init_token_ids(self, tokenizer: Any) -> list[int]:
         if self.config.init_token_ids is not None:
@@ -336,7 +315,11 @@ class PrefixModel(nn.Module):
                 "attention_mask": torch.cat([ones, source_mask], dim=1),
             }
             return inputs, {}
-        return {"input_ids": source_ids, "attention_mask": source_mask}, {"kv": virtual}
+        shift = self.config.length if self.position_offset else 0
+        return {"input_ids": source_ids, "attention_mask": source_mask}, {
+            "kv": virtual,
+            "position_shift": shift,
+        }
 
     def _encoder_decoder_logits(
         self, source_ids, source_mask, target_ids, target_mask, virtual
