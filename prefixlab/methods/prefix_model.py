@@ -2,9 +2,7 @@
 
 Decoder-only models see `[x; y]` with the virtual tokens inserted (`[P; x; y]` or `[x; P; y]`); encoder-decoder
 models get x on the encoder and y on the decoder, with three independent prefix sets (encoder self-attention,
-decoder self-attention, cross-attention). Internally, decoder-only sources are left-aligned and targets
-right-aligned, so the target block starts at one column for the whole batch and the output layer runs only
-over the target positions (`logits_to_keep`).
+decoder self-attention, cross-attention). The source/target layout, loss and decoding are `SourceTargetModel`'s.
 """
 
 from __future__ import annotations
@@ -14,15 +12,13 @@ import inspect
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from prefixlab.methods.config import PrefixConfig, PrefixConfigError
@@ -35,53 +31,16 @@ from prefixlab.methods.injection import (
     stack_captured,
 )
 from prefixlab.methods.parameters import PrefixParameters, as_key_values, from_key_values
+from prefixlab.methods.source_target import SourceTargetModel, SourceTargetOutput, save_safetensors_atomically
+
+PrefixOutput = SourceTargetOutput
 
 log = logging.getLogger(__name__)
 
-LOSS_REDUCTIONS = ("token_mean", "sequence_sum")
 PREFIX_FILE = "prefix.safetensors"
 
 
-@dataclass
-class PrefixOutput:
-    """What `PrefixModel.forward` returns: the loss over target tokens and logits (batch, target_len, vocab),
-    where `logits[:, t]` predicts target token t."""
-
-    loss: torch.Tensor
-    logits: torch.Tensor
-
-
-def left_align(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move each row's real tokens (mask 1) to the right end, padding on the left; keeps their order."""
-    order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
-    return ids.gather(1, order), mask.gather(1, order)
-
-
-def right_align(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move each row's real tokens (mask 1) to the left end, padding on the right; keeps their order."""
-    order = torch.argsort((1 - mask).to(torch.int8), dim=1, stable=True)
-    return ids.gather(1, order), mask.gather(1, order)
-
-
-def target_loss(
-    logits: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor, reduction: str = "token_mean"
-) -> torch.Tensor:
-    """Cross-entropy of the target tokens in float32; padding never counts.
-
-    `token_mean` averages over all target tokens of the batch (PEFT, HF Trainer, the authors' BART code);
-    `sequence_sum` sums each sequence's token losses and averages over the batch (the authors' GPT-2 code).
-    """
-    if reduction not in LOSS_REDUCTIONS:
-        raise ValueError(f"loss reduction {reduction!r} is not allowed; choose one of {LOSS_REDUCTIONS}.")
-    per_token = F.cross_entropy(logits.float().flatten(0, 1), target_ids.flatten(), reduction="none").view_as(
-        target_ids
-    ) * target_mask.to(torch.float32)
-    if reduction == "token_mean":
-        return per_token.sum() / target_mask.sum().clamp(min=1)
-    return per_token.sum(dim=1).mean()
-
-
-class PrefixModel(nn.Module):
+class PrefixModel(SourceTargetModel):
     """A frozen base model with trainable virtual tokens (see `PrefixConfig` for the variants).
 
     Args:
@@ -92,10 +51,8 @@ class PrefixModel(nn.Module):
     """
 
     def __init__(self, base_model: nn.Module, config: PrefixConfig, tokenizer: Any = None) -> None:
-        super().__init__()
-        self.base = base_model
+        super().__init__(base_model)
         self.config = config
-        self.is_encoder_decoder = bool(base_model.config.is_encoder_decoder)
         for parameter in self.base.parameters():
             parameter.requires_grad_(False)
         self.base.eval()
@@ -168,14 +125,6 @@ class PrefixModel(nn.Module):
         return self
 
     # --------------------------------------------------------------------------- virtual token values
-    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
-        embed = (
-            self.base.get_encoder().embed_tokens
-            if self.is_encoder_decoder
-            else self.base.get_input_embeddings()
-        )
-        return embed(ids)
-
     @torch.no_grad()
     def token_activations(self, token_ids: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         """P that makes the virtual tokens behave like these real tokens on their own at positions 0..:
@@ -277,31 +226,6 @@ class PrefixModel(nn.Module):
         with injecting(self._state, **inject):
             yield
 
-    # ------------------------------------------------------------------------------------------ forward
-    def forward(
-        self,
-        source_ids: torch.Tensor,
-        source_mask: torch.Tensor,
-        target_ids: torch.Tensor,
-        target_mask: torch.Tensor,
-        loss_reduction: str = "token_mean",
-    ) -> PrefixOutput:
-        """Loss over target tokens and target logits (batch, target_len, vocab); sources never count."""
-        target_ids, target_mask = right_align(target_ids, target_mask)
-        virtual = self._virtual()
-        target_len = target_ids.shape[1]
-        if self.is_encoder_decoder:
-            logits = self._encoder_decoder_logits(source_ids, source_mask, target_ids, target_mask, virtual)
-        else:
-            source_ids, source_mask = left_align(source_ids, source_mask)
-            ids = torch.cat([source_ids, target_ids], dim=1)
-            mask = torch.cat([source_mask, target_mask], dim=1)
-            inputs, inject = self._decoder_only_inputs(ids, mask, source_ids.shape[1], virtual)
-            with self._injected(inject):
-                out = self.base(**inputs, use_cache=False, logits_to_keep=target_len + 1)
-            logits = out.logits[:, :target_len]
-        return PrefixOutput(loss=target_loss(logits, target_ids, target_mask, loss_reduction), logits=logits)
-
     def _encoder_inputs(
         self, source_ids: torch.Tensor, source_mask: torch.Tensor, virtual: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -320,47 +244,6 @@ class PrefixModel(nn.Module):
             "kv": virtual,
             "position_shift": shift,
         }
-
-    def _encoder_decoder_logits(
-        self, source_ids, source_mask, target_ids, target_mask, virtual
-    ) -> torch.Tensor:
-        start = self.base.config.decoder_start_token_id
-        starts = torch.full_like(target_ids[:, :1], start)
-        decoder_ids = torch.cat([starts, target_ids[:, :-1]], dim=1)
-        decoder_mask = torch.cat([torch.ones_like(target_mask[:, :1]), target_mask[:, :-1]], dim=1)
-        inputs, inject = self._encoder_inputs(source_ids, source_mask, virtual)
-        with self._injected(inject):
-            out = self.base(
-                **inputs, decoder_input_ids=decoder_ids, decoder_attention_mask=decoder_mask, use_cache=False
-            )
-        return out.logits
-
-    # ----------------------------------------------------------------------------------------- generate
-    @torch.no_grad()
-    def generate(
-        self, source_ids: torch.Tensor, source_mask: torch.Tensor, **generation_kwargs: Any
-    ) -> torch.Tensor:
-        """Decode targets with transformers' `generate` (greedy, beam search, ...; batched, sources left-padded
-        for decoder-only models). Returns only the generated target tokens (batch, new_len), padded with the
-        generation config's pad token."""
-        virtual = self._virtual()
-        kwargs = dict(generation_kwargs)
-        if kwargs.get("pad_token_id") is None and self.base.generation_config.pad_token_id is None:
-            kwargs["pad_token_id"] = self.base.generation_config.eos_token_id
-            if isinstance(kwargs["pad_token_id"], list):
-                kwargs["pad_token_id"] = kwargs["pad_token_id"][0]
-        if self.is_encoder_decoder:
-            inputs, inject = self._encoder_inputs(source_ids, source_mask, virtual)
-            with self._injected(inject):
-                out = self.base.generate(**inputs, **kwargs)
-            return out[:, 1:]
-        source_ids, source_mask = left_align(source_ids, source_mask)
-        inputs, inject = self._decoder_only_inputs(source_ids, source_mask, source_ids.shape[1], virtual)
-        with self._injected(inject):
-            out = self.base.generate(**inputs, **kwargs)
-        if "inputs_embeds" in inputs:
-            return out
-        return out[:, source_ids.shape[1] :]
 
     # ------------------------------------------------------------------------------------ bookkeeping
     def export(self) -> None:
@@ -399,17 +282,7 @@ class PrefixModel(nn.Module):
         path = Path(path)
         if path.suffix != ".safetensors":
             path = path / PREFIX_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.prefix.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=self._metadata())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return save_safetensors_atomically(self.prefix.state_dict(), path, self._metadata())
 
     @classmethod
     def load(cls, base_model: nn.Module, path: str | os.PathLike) -> PrefixModel:

@@ -1,0 +1,186 @@
+"""`SourceTargetModel`: a transformers model called with the task split into source x and target y.
+
+Decoder-only models see `[x; y]`; encoder-decoder models get x on the encoder and y on the decoder. Internally,
+decoder-only sources are left-aligned and targets right-aligned, so the target block starts at one column for
+the whole batch and the output layer runs only over target positions (`logits_to_keep`). Subclasses add
+virtual tokens (`PrefixModel`) or choose which base weights train (`FineTuneModel`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+LOSS_REDUCTIONS = ("token_mean", "sequence_sum")
+
+
+@dataclass
+class SourceTargetOutput:
+    """The loss over target tokens and logits (batch, target_len, vocab); `logits[:, t]` predicts target t."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+
+
+def left_align(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's real tokens (mask 1) to the right end, padding on the left; keeps their order."""
+    order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+    return ids.gather(1, order), mask.gather(1, order)
+
+
+def right_align(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's real tokens (mask 1) to the left end, padding on the right; keeps their order."""
+    order = torch.argsort((1 - mask).to(torch.int8), dim=1, stable=True)
+    return ids.gather(1, order), mask.gather(1, order)
+
+
+def target_loss(
+    logits: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor, reduction: str = "token_mean"
+) -> torch.Tensor:
+    """Cross-entropy of the target tokens in float32; padding never counts.
+
+    `token_mean` averages over all target tokens of the batch (PEFT, HF Trainer, the authors' BART code);
+    `sequence_sum` sums each sequence's token losses and averages over the batch (the authors' GPT-2 code).
+    """
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"loss reduction {reduction!r} is not allowed; choose one of {LOSS_REDUCTIONS}.")
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), target_ids.flatten(), reduction="none")
+    per_token = per_token.view_as(target_ids) * target_mask.to(torch.float32)
+    if reduction == "token_mean":
+        return per_token.sum() / target_mask.sum().clamp(min=1)
+    return per_token.sum(dim=1).mean()
+
+
+def save_safetensors_atomically(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
+) -> Path:
+    """Write tensors to a temporary name beside `path`, then rename: a crash never leaves a broken file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+class SourceTargetModel(nn.Module):
+    """Runs a base model on (source, target) pairs: loss and target logits, and decoding of targets."""
+
+    def __init__(self, base_model: nn.Module) -> None:
+        super().__init__()
+        self.base = base_model
+        self.is_encoder_decoder = bool(base_model.config.is_encoder_decoder)
+
+    # --------------------------------------------------------------------- hooks for subclasses
+    def _virtual(self) -> dict[str, torch.Tensor]:
+        """Values of the virtual tokens for this call (none here)."""
+        return {}
+
+    def _decoder_only_inputs(
+        self, ids: torch.Tensor, mask: torch.Tensor, source_width: int, virtual: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Model inputs for `[x; y]` (x left-aligned in the first `source_width` columns) and the arguments of
+        `_injected`."""
+        positions = (mask.long().cumsum(1) - 1).clamp(min=0)
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions}, {}
+
+    def _encoder_inputs(
+        self, source_ids: torch.Tensor, source_mask: torch.Tensor, virtual: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Encoder inputs for the source, and the arguments of `_injected`."""
+        return {"input_ids": source_ids, "attention_mask": source_mask}, {}
+
+    @contextlib.contextmanager
+    def _injected(self, inject: dict[str, Any]) -> Iterator[None]:
+        """Context in which the base model runs with the virtual tokens described by `inject`."""
+        yield
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        embed = (
+            self.base.get_encoder().embed_tokens
+            if self.is_encoder_decoder
+            else self.base.get_input_embeddings()
+        )
+        return embed(ids)
+
+    # ------------------------------------------------------------------------------------ forward
+    def forward(
+        self,
+        source_ids: torch.Tensor,
+        source_mask: torch.Tensor,
+        target_ids: torch.Tensor,
+        target_mask: torch.Tensor,
+        loss_reduction: str = "token_mean",
+    ) -> SourceTargetOutput:
+        """Loss over target tokens and target logits (batch, target_len, vocab); sources never count."""
+        target_ids, target_mask = right_align(target_ids, target_mask)
+        virtual = self._virtual()
+        target_len = target_ids.shape[1]
+        if self.is_encoder_decoder:
+            logits = self._encoder_decoder_logits(source_ids, source_mask, target_ids, target_mask, virtual)
+        else:
+            source_ids, source_mask = left_align(source_ids, source_mask)
+            ids = torch.cat([source_ids, target_ids], dim=1)
+            mask = torch.cat([source_mask, target_mask], dim=1)
+            inputs, inject = self._decoder_only_inputs(ids, mask, source_ids.shape[1], virtual)
+            with self._injected(inject):
+                out = self.base(**inputs, use_cache=False, logits_to_keep=target_len + 1)
+            logits = out.logits[:, :target_len]
+        return SourceTargetOutput(
+            loss=target_loss(logits, target_ids, target_mask, loss_reduction), logits=logits
+        )
+
+    def _encoder_decoder_logits(
+        self, source_ids, source_mask, target_ids, target_mask, virtual
+    ) -> torch.Tensor:
+        starts = torch.full_like(target_ids[:, :1], self.base.config.decoder_start_token_id)
+        decoder_ids = torch.cat([starts, target_ids[:, :-1]], dim=1)
+        decoder_mask = torch.cat([torch.ones_like(target_mask[:, :1]), target_mask[:, :-1]], dim=1)
+        inputs, inject = self._encoder_inputs(source_ids, source_mask, virtual)
+        with self._injected(inject):
+            out = self.base(
+                **inputs, decoder_input_ids=decoder_ids, decoder_attention_mask=decoder_mask, use_cache=False
+            )
+        return out.logits
+
+    # ----------------------------------------------------------------------------------- generate
+    @torch.no_grad()
+    def generate(
+        self, source_ids: torch.Tensor, source_mask: torch.Tensor, **generation_kwargs: Any
+    ) -> torch.Tensor:
+        """Decode targets with transformers' `generate` (greedy, beam search, ...; batched, sources left-padded
+        for decoder-only models). Returns only the generated target tokens (batch, new_len), padded with the
+        pad token."""
+        virtual = self._virtual()
+        kwargs = dict(generation_kwargs)
+        config = kwargs.get("generation_config") or self.base.generation_config
+        if kwargs.get("pad_token_id") is None and config.pad_token_id is None:
+            eos = config.eos_token_id
+            kwargs["pad_token_id"] = eos[0] if isinstance(eos, list) else eos
+        if self.is_encoder_decoder:
+            inputs, inject = self._encoder_inputs(source_ids, source_mask, virtual)
+            with self._injected(inject):
+                out = self.base.generate(**inputs, **kwargs)
+            return out[:, 1:]
+        source_ids, source_mask = left_align(source_ids, source_mask)
+        inputs, inject = self._decoder_only_inputs(source_ids, source_mask, source_ids.shape[1], virtual)
+        with self._injected(inject):
+            out = self.base.generate(**inputs, **kwargs)
+        if "inputs_embeds" in inputs:
+            return out
+        return out[:, source_ids.shape[1] :]
