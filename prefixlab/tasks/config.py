@@ -66,6 +66,9 @@ class TaskConfig:
     max_source_tokens: int | None = None
     max_target_tokens: int | None = None
     format: dict[str, dict[str, Any]] = field(default_factory=_default_format)
+    # Evaluation: the metric suite (e2e | rouge) and the paper's decoding settings for this task.
+    metric: str = "e2e"
+    decoding: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -107,6 +110,10 @@ class TaskConfig:
         values = dict(values)
         if "format" in values:
             values["format"] = {k: dict(v) for k, v in values["format"].items()}
+        if values.get("decoding") is not None:
+            values["decoding"] = dict(values["decoding"])
+        else:
+            values.pop("decoding", None)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
