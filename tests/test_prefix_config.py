@@ -24,7 +24,6 @@ from prefixlab.methods.config import PrefixConfigError
         ({"mlp_hidden": 0}, "mlp_hidden=0"),
         ({"init": "tokens"}, "exactly one of init_text or init_token_ids"),
         ({"init": "tokens", "init_token_ids": [1, 2], "length": 3}, "has 2 ids but length=3"),
-        ({"init_text": "hi"}, "only used with init='tokens'"),
         ({"depth": "embedding", "position_offset": True}, "position_offset applies only to depth='all'"),
     ],
 )

@@ -40,7 +40,8 @@ class PrefixConfig:
         mlp_input_dim: width of P'; None uses the model's hidden size, as the authors' code does.
         dropout: dropout on the prefix activations during training.
         init: "random" or "tokens" (activations of real tokens, paper section 7.4).
-        init_text: text whose tokens initialize the prefix (tokenized by the model's tokenizer).
+        init_text: text whose tokens initialize the prefix (tokenized by the model's tokenizer); ignored with
+            init="random", so a sweep over init can keep the text fixed.
         init_token_ids: token ids that initialize the prefix (instead of init_text).
         init_fit_steps / init_fit_lr: with reparam="mlp" and init="tokens", Adam steps and learning rate
             used to regress MLP(P') onto the token activations by MSE (authors: 500 steps at 1e-4).
@@ -94,8 +95,6 @@ class PrefixConfig:
                         f"init_token_ids has {len(self.init_token_ids)} ids but length={self.length}; "
                         "they must match (set length to the number of initialization tokens)."
                     )
-        elif self.init_text is not None or self.init_token_ids is not None:
-            raise PrefixConfigError("init_text / init_token_ids are only used with init='tokens'.")
         if self.position_offset is not None and not (self.depth == "all" and self.placement == "prefix"):
             raise PrefixConfigError(
                 "position_offset applies only to depth='all' with placement='prefix' (embedding-only and "
