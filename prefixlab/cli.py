@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from prefixlab.evaluate import score
-from prefixlab.tasks import TaskConfig, load_task, load_task_config
+from prefixlab.metrics import MetricBackendError, MetricInputError
+from prefixlab.tasks import DataFormatError, DataNotFoundError, TaskConfig, load_task, load_task_config
 
 
 def read_outputs(path: Path) -> list[str]:
@@ -42,6 +43,14 @@ def score_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def data_command(args: argparse.Namespace) -> int:
+    """Load a task's data and print where it came from and the split sizes (fails fast with how to fix it)."""
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    data = load_task(load_task_config(args.task, **overrides))
+    print(json.dumps(data.metadata(), indent=2, sort_keys=True, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `prefixlab`."""
     parser = argparse.ArgumentParser(
@@ -57,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--split", default="test", help="split whose references to use (default: test)")
     scoring.add_argument("--metric", default=None, help="metric suite: e2e or rouge (default: the task's)")
     scoring.add_argument(
+        "--data-dir", default=None, help="data root (default: $PREFIXLAB_DATA_DIR, then ./data)"
+    )
+    data = commands.add_parser("data", help="check that a task's data is found; print its source and splits")
+    data.add_argument("--task", default="e2e", help="task preset name or YAML path (default: e2e)")
+    data.add_argument(
         "--data-dir", default=None, help="data root (default: $PREFIXLAB_DATA_DIR, then ./data)"
     )
     commands.add_parser("report", help="figures, tables and a CSV from run folders or W&B", add_help=False)
@@ -77,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return report_main(argv[1:])
     args = build_parser().parse_args(argv)
-    return score_command(args)
+    command = {"score": score_command, "data": data_command}[args.command]
+    try:
+        return command(args)
+    except (DataNotFoundError, DataFormatError, MetricInputError, MetricBackendError) as error:
+        print(f"prefixlab {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

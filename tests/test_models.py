@@ -14,6 +14,7 @@ import torch
 from huggingface_hub import constants as hf_constants
 from omegaconf import OmegaConf
 
+from prefixlab.hub import _PROXY_VARS, hub_reachable
 from prefixlab.models import (
     OFFLINE_MODEL,
     InvalidModelConfigError,
@@ -27,7 +28,6 @@ from prefixlab.models import (
     resolve_model_spec,
 )
 from prefixlab.models import gguf as gguf_loader
-from prefixlab.models import hub as hub_loader
 
 HUB_MODELS = ["gpt2", "gpt2-medium", "gpt2-large", "bart-large"]
 TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-bart"]
@@ -115,7 +115,7 @@ def test_hub_model_offline_fails_fast_with_a_clear_error(
 
 
 def test_unreachable_hub_endpoint_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub_loader._PROXY_VARS):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", *_PROXY_VARS):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hf_constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
@@ -131,9 +131,9 @@ def test_hub_probe() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
-        assert hub_loader.hub_reachable(f"http://127.0.0.1:{server.getsockname()[1]}", 2.0)
-    assert not hub_loader.hub_reachable(f"http://127.0.0.1:{_closed_port()}", 2.0)
-    assert not hub_loader.hub_reachable("not a url", 2.0)
+        assert hub_reachable(f"http://127.0.0.1:{server.getsockname()[1]}", 2.0)
+    assert not hub_reachable(f"http://127.0.0.1:{_closed_port()}", 2.0)
+    assert not hub_reachable("not a url", 2.0)
 
 
 def _closed_port() -> int:

@@ -21,6 +21,7 @@ from prefixlab.tasks import (
     resolve_data_dir,
     splits_from_hub,
 )
+from prefixlab.tasks import hub as tasks_hub
 from prefixlab.tasks.config import CONF_TASK_DIR
 
 E2E_FILES = ("e2e/devset.csv", "e2e/testset_w_refs.csv")
@@ -218,6 +219,7 @@ def test_auto_falls_back_to_the_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(tasks_hub, "offline_reason", lambda: None)  # pretend the hub answers
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     data = load_task(load_task_config("e2e", data_dir=str(tmp_path)))
     assert calls == [("e2e_nlg", None, "train"), ("e2e_nlg", None, "validation"), ("e2e_nlg", None, "test")]
@@ -251,9 +253,42 @@ def test_unreachable_hub_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(tasks_hub, "offline_reason", lambda: None)  # the probe passes, the download fails
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
     with pytest.raises(DataNotFoundError, match="(?s)EdinburghNLP/xsum.*xsum-1000.jsonl.*PREFIXLAB_DATA_DIR"):
         load_task(load_task_config("xsum", data_dir=str(tmp_path)))
+
+
+def test_no_network_fails_in_seconds_without_retrying(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import socket
+    import time
+
+    from huggingface_hub import constants as hf_constants
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    for var in (
+        "HF_HUB_OFFLINE",
+        "HF_DATASETS_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HTTPS_PROXY",
+        "https_proxy",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: pytest.fail("hub client called without network")
+    )
+    start = time.perf_counter()
+    with pytest.raises(
+        DataNotFoundError, match="(?s)no connection to http://127.0.0.1.*devset.csv.*PREFIXLAB_DATA_DIR"
+    ):
+        load_task(load_task_config("e2e", data_dir=str(tmp_path)))
+    assert time.perf_counter() - start < 10
 
 
 def test_source_local_never_tries_the_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -352,6 +387,7 @@ def test_hub_without_a_validation_split_holds_one_out(
     }
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(tasks_hub, "offline_reason", lambda: None)  # pretend the hub answers
     monkeypatch.setattr(
         datasets, "load_dataset", lambda name, config, split: datasets.Dataset.from_dict(rows)
     )

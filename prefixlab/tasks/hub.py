@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from prefixlab.hub import offline_reason
 from prefixlab.tasks.config import TaskConfig
 from prefixlab.tasks.errors import DataNotFoundError
 from prefixlab.tasks.examples import Example
 from prefixlab.tasks.readers import frame_to_examples
 
 SPLITS = ("train", "validation", "test")
-
-
-def hub_offline() -> bool:
-    """True when the environment forbids hub access (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE set to 1/true)."""
-    return any(
-        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
 
 
 def hub_split_names(cfg: TaskConfig) -> dict[str, str]:
@@ -56,10 +48,11 @@ def load_hub_splits(cfg: TaskConfig, expected_local: str = "") -> dict[str, list
     ).strip()
     if not cfg.hub_name:
         raise DataNotFoundError(f"task {cfg.name!r} has no hub data set (task.hub_name is null). {hint}")
-    if hub_offline():
+    reason = offline_reason()
+    if reason:
         raise DataNotFoundError(
-            f"task {cfg.name!r}: the Hugging Face hub is disabled (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE), "
-            f"so {cfg.hub_name!r} cannot be downloaded. {hint}"
+            f"task {cfg.name!r}: the Hugging Face hub cannot be used ({reason}), so {cfg.hub_name!r} cannot be "
+            f"downloaded. {hint}"
         )
     import datasets
 
