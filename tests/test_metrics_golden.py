@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
+from test_tasks_support import require_data
 
 from prefixlab.metrics import E2E_METRICS, E2EReport, score_e2e_detailed
 
@@ -30,19 +30,7 @@ TOLERANCE = 1e-4
 
 def data_dir() -> Path:
     """The data folder from ``PREFIXLAB_DATA_DIR``; fail (under CI) or skip when files are missing."""
-    root = os.environ.get("PREFIXLAB_DATA_DIR")
-    missing = (
-        list(REQUIRED_FILES) if not root else [f for f in REQUIRED_FILES if not (Path(root) / f).is_file()]
-    )
-    if not missing:
-        return Path(root)  # type: ignore[arg-type]
-    message = (
-        f"E2E golden metric tests need {', '.join(REQUIRED_FILES)} under $PREFIXLAB_DATA_DIR "
-        f"(currently {root!r}); missing: {', '.join(missing)}"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return require_data(*REQUIRED_FILES)
 
 
 def load_grouped_references(csv_path: Path) -> list[list[str]]:
