@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+RUNS ?= $(or $(PREFIXLAB_RUNS),runs)
 
 .PHONY: setup test lint format demo figures clean
 
@@ -25,8 +26,21 @@ setup: $(VENV)/.installed
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The main job on the offline default: a real sweep on SmolLM2-135M and E2E, then its report.
+demo: setup
+	$(BIN)/prefixlab data --task e2e >/dev/null
+	$(BIN)/prefixlab-train -m experiment=demo
+	$(BIN)/prefixlab report $(RUNS)/demo --out results/demo
+	@echo "demo: figures, tables and the CSV are in results/demo/ (see results/demo/README.md)"
+
+# Regenerate every committed figure and table under results/ from the stored run summaries.
+figures: setup
+	@if ls results/*/runs.csv >/dev/null 2>&1; then \
+		$(BIN)/prefixlab report --per-study --from-csv results/*/runs.csv --out results; \
+	else echo "no results/*/runs.csv yet: run a sweep, then prefixlab report runs/<study> --out results/<study>"; fi
+
 lint: setup
-	$(BIN)/ruff check prefixlab tests benchmarks
+	$(BIN)/ruff check prefixlab tests benchmarks notebooks
 	$(BIN)/ruff format --check prefixlab tests benchmarks
 
 format: setup

@@ -12,10 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-from prefixlab.evaluate import score
-from prefixlab.metrics import MetricBackendError, MetricInputError
-from prefixlab.tasks import DataFormatError, DataNotFoundError, TaskConfig, load_task, load_task_config
-
 
 def read_outputs(path: Path) -> list[str]:
     """One system output per line; a clear error for a missing or empty file."""
@@ -29,8 +25,11 @@ def read_outputs(path: Path) -> list[str]:
 
 def score_command(args: argparse.Namespace) -> int:
     """Score a file of outputs against the configured task's references."""
+    from prefixlab.evaluate import score
+    from prefixlab.tasks import load_task, load_task_config
+
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
-    task: TaskConfig = load_task_config(args.task, **overrides)
+    task = load_task_config(args.task, **overrides)
     outputs = read_outputs(Path(args.outputs))
     groups = load_task(task).grouped(args.split)
     if len(outputs) != len(groups):
@@ -45,6 +44,8 @@ def score_command(args: argparse.Namespace) -> int:
 
 def data_command(args: argparse.Namespace) -> int:
     """Load a task's data and print where it came from and the split sizes (fails fast with how to fix it)."""
+    from prefixlab.tasks import load_task, load_task_config
+
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     data = load_task(load_task_config(args.task, **overrides))
     print(json.dumps(data.metadata(), indent=2, sort_keys=True, default=str))
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return report_main(argv[1:])
     args = build_parser().parse_args(argv)
+    from prefixlab.metrics import MetricBackendError, MetricInputError
+    from prefixlab.tasks import DataFormatError, DataNotFoundError
+
     command = {"score": score_command, "data": data_command}[args.command]
     try:
         return command(args)
