@@ -25,11 +25,12 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from prefixlab.atomic import write_json_atomic, write_jsonl_atomic
 from prefixlab.evaluate import METRICS, PRIMARY_METRIC, decode, generation_kwargs, score
 from prefixlab.methods.config import PrefixConfig, PrefixConfigError
 from prefixlab.methods.finetune import TRAINABLE, FineTuneModel
 from prefixlab.methods.prefix_model import PrefixModel
-from prefixlab.runs import STATUS_COMPLETE, RunFolder, seed_everything, write_json_atomic, write_jsonl_atomic
+from prefixlab.runs import STATUS_COMPLETE, RunFolder, seed_everything
 from prefixlab.training import Trainer, TrainerSettings, pick_device
 
 log = logging.getLogger("prefixlab")

@@ -9,8 +9,6 @@ virtual tokens (`PrefixModel`) or choose which base weights train (`FineTuneMode
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+
+from prefixlab.atomic import atomic_path
 
 LOSS_REDUCTIONS = ("token_mean", "sequence_sum")
 
@@ -64,17 +64,10 @@ def target_loss(
 def save_safetensors_atomically(
     tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
 ) -> Path:
-    """Write tensors to a temporary name beside `path`, then rename: a crash never leaves a broken file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write tensors as safetensors under a temporary name beside `path`, then rename."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

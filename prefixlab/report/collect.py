@@ -22,7 +22,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
+
+from prefixlab.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.json"  # prefixlab.runs.METRICS_FILE (not imported: that module imports torch)
 STATUS_COMPLETE = "complete"
@@ -409,7 +410,7 @@ def collect_wandb(
                 "pulled_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "runs": records,
             }
-            _write_text_atomic(cache_path, json.dumps(payload, indent=1, default=str) + "\n")
+            write_text_atomic(cache_path, json.dumps(payload, indent=1, default=str) + "\n")
     rows, incomplete = [], []
     for record in records:
         if not _record_passes(record, group, tags, config):
@@ -465,30 +466,17 @@ def write_summary(collection: Collection, out: str | os.PathLike, parquet: bool 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "runs.csv"]
-    _write_text_atomic(written[0], collection.frame.to_csv(index=False))
+    write_text_atomic(written[0], collection.frame.to_csv(index=False))
     if parquet:
         written.append(out / "runs.parquet")
         _parquet_safe(collection.frame).to_parquet(written[-1], index=False)
     listed = out / "incomplete.csv"
     if collection.incomplete:
-        _write_text_atomic(listed, collection.incomplete_frame().to_csv(index=False))
+        write_text_atomic(listed, collection.incomplete_frame().to_csv(index=False))
         written.append(listed)
     elif listed.exists():
         listed.unlink()
     return written
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # ------------------------------------------------------------------------------------------ columns
