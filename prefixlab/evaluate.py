@@ -23,6 +23,19 @@ METRICS: dict[str, Callable[[list[str], list[list[str]]], dict[str, float]]] = {
 PRIMARY_METRIC = {"e2e": "BLEU", "rouge": "ROUGE_2"}
 
 
+DECODING_KEYS = (
+    "num_beams", "max_new_tokens", "min_new_tokens", "min_length", "max_length", "length_penalty",
+    "no_repeat_ngram_size", "early_stopping", "bad_words", "do_sample",
+)  # fmt: skip
+
+
+def check_decoding(decoding: Mapping[str, Any]) -> None:
+    """Reject decoding settings prefixlab does not know, naming the known ones."""
+    unknown = sorted(set(decoding) - set(DECODING_KEYS))
+    if unknown:
+        raise ValueError(f"unknown decoding settings {unknown}; known: {sorted(DECODING_KEYS)}.")
+
+
 def generation_kwargs(decoding: Mapping[str, Any], tokenizer: Any, encoder_decoder: bool) -> dict[str, Any]:
     """Turn a task's `decoding` settings into `generate` arguments.
 
@@ -30,13 +43,7 @@ def generation_kwargs(decoding: Mapping[str, Any], tokenizer: Any, encoder_decod
     models they mean new tokens), length_penalty, no_repeat_ngram_size, early_stopping, and bad_words (strings
     never generated, e.g. the newlines the authors banned for E2E).
     """
-    known = {
-        "num_beams", "max_new_tokens", "min_new_tokens", "min_length", "max_length", "length_penalty",
-        "no_repeat_ngram_size", "early_stopping", "bad_words", "do_sample",
-    }  # fmt: skip
-    unknown = sorted(set(decoding) - known)
-    if unknown:
-        raise ValueError(f"unknown decoding settings {unknown}; known: {sorted(known)}.")
+    check_decoding(decoding)
     kwargs: dict[str, Any] = {"do_sample": False}
     for key, value in decoding.items():
         if value is None or key == "bad_words":

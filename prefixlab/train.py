@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from prefixlab.atomic import write_json_atomic, write_jsonl_atomic
-from prefixlab.evaluate import METRICS, PRIMARY_METRIC, decode, generation_kwargs, score
+from prefixlab.evaluate import METRICS, PRIMARY_METRIC, check_decoding, decode, generation_kwargs, score
 from prefixlab.methods.config import PrefixConfig, PrefixConfigError
 from prefixlab.methods.finetune import TRAINABLE, FineTuneModel
 from prefixlab.methods.prefix_model import PrefixModel
@@ -78,14 +78,7 @@ def check_config(cfg: DictConfig) -> None:
     task = TaskConfig.from_mapping(cfg.task)
     if task.metric not in METRICS:
         raise RunConfigError(f"task.metric={task.metric!r}; choose one of {sorted(METRICS)}.")
-
-    class _NoTokens:
-        eos_token_id = pad_token_id = 0
-
-        def __call__(self, text, add_special_tokens=False):
-            return {"input_ids": [0]}
-
-    generation_kwargs(task.decoding, _NoTokens(), family == "encoder_decoder")
+    check_decoding(task.decoding)
     TrainerSettings(**cfg.trainer)
 
 
