@@ -193,8 +193,8 @@ class PrefixModel(SourceTargetModel):
     def _decoder_only_inputs(
         self, ids: torch.Tensor, mask: torch.Tensor, source_width: int, virtual: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Model inputs for `[x; y]` (x left-aligned in the first `source_width` columns) and the injection
-        arguments. Returns (model kwargs, injecting kwargs)."""
+        """Model inputs for the rows `[x; y]` and the injection arguments; for an infix, x is left-aligned in
+        the first `source_width` columns. Returns (model kwargs, injecting kwargs)."""
         length = self.config.length
         infix = self.config.placement == "infix"
         sep = source_width - 1  # the source's last token: the infix goes right before it
@@ -217,6 +217,14 @@ class PrefixModel(SourceTargetModel):
             positions = positions + length
         inject = {"kv": virtual, "infix": infix, "insert_at": sep}
         return {"input_ids": ids, "attention_mask": mask, "position_ids": positions}, inject
+
+    def _compact_rows(self) -> bool:
+        """An infix needs the source's last token at one column for the whole batch; a prefix does not."""
+        return self.config.placement == "prefix"
+
+    def _columns_before_targets(self) -> int:
+        """Virtual embeddings are real columns of the sequence (before the targets in both placements)."""
+        return self.config.length if self.config.depth == "embedding" else 0
 
     @contextlib.contextmanager
     def _injected(self, inject: dict[str, Any]) -> Iterator[None]:

@@ -1,8 +1,8 @@
 """`SourceTargetModel`: a transformers model called with the task split into source x and target y.
 
-Decoder-only models see `[x; y]`; encoder-decoder models get x on the encoder and y on the decoder. Internally,
-decoder-only sources are left-aligned and targets right-aligned, so the target block starts at one column for
-the whole batch and the output layer runs only over target positions (`logits_to_keep`). Subclasses add
+Decoder-only models see `[x; y]`, each row packed from column 0 without padding between source and target; the
+output layer runs only at the positions that predict target tokens (a per-row `logits_to_keep`), gathered into
+one contiguous matrix product. Encoder-decoder models get x on the encoder and y on the decoder. Subclasses add
 virtual tokens (`PrefixModel`) or choose which base weights train (`FineTuneModel`).
 """
 
@@ -87,8 +87,7 @@ class SourceTargetModel(nn.Module):
     def _decoder_only_inputs(
         self, ids: torch.Tensor, mask: torch.Tensor, source_width: int, virtual: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Model inputs for `[x; y]` (x left-aligned in the first `source_width` columns) and the arguments of
-        `_injected`."""
+        """Model inputs for the rows `[x; y]` and the arguments of `_injected`."""
         positions = (mask.long().cumsum(1) - 1).clamp(min=0)
         return {"input_ids": ids, "attention_mask": mask, "position_ids": positions}, {}
 
@@ -102,6 +101,41 @@ class SourceTargetModel(nn.Module):
     def _injected(self, inject: dict[str, Any]) -> Iterator[None]:
         """Context in which the base model runs with the virtual tokens described by `inject`."""
         yield
+
+    def _compact_rows(self) -> bool:
+        """Whether each row may be packed as `[x_i; y_i]` from column 0 (no column must be common to the batch)."""
+        return True
+
+    def _columns_before_targets(self) -> int:
+        """Columns `_decoder_only_inputs` inserts before the targets (virtual embeddings; none here)."""
+        return 0
+
+    def _pack(
+        self,
+        source_ids: torch.Tensor,
+        source_mask: torch.Tensor,
+        target_ids: torch.Tensor,
+        target_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+        """Decoder-only rows `[x; y]` and, per row, the positions whose outputs predict the target tokens.
+
+        Compact rows put each `[x_i; y_i]` at column 0, right-padded to the longest row (no padding between
+        source and target); otherwise sources are left-aligned so that the source's last token sits at one
+        column for the whole batch (needed by an infix). Returns (ids, mask, source width, positions (B, T)).
+        """
+        target_len = target_ids.shape[1]
+        steps = torch.arange(target_len, device=target_ids.device)
+        if self._compact_rows():
+            ids, mask = right_align(
+                torch.cat([source_ids, target_ids], 1), torch.cat([source_mask, target_mask], 1)
+            )
+            width = int(mask.sum(1).max())
+            keep = ((source_mask.sum(1) - 1)[:, None] + steps).clamp(max=width - 1)
+            return ids[:, :width], mask[:, :width], source_ids.shape[1], keep
+        source_ids, source_mask = left_align(source_ids, source_mask)
+        width = source_ids.shape[1]
+        keep = (width - 1 + steps).expand(source_ids.shape[0], -1)
+        return torch.cat([source_ids, target_ids], 1), torch.cat([source_mask, target_mask], 1), width, keep
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         embed = (
@@ -123,17 +157,16 @@ class SourceTargetModel(nn.Module):
         """Loss over target tokens and target logits (batch, target_len, vocab); sources never count."""
         target_ids, target_mask = right_align(target_ids, target_mask)
         virtual = self._virtual()
-        target_len = target_ids.shape[1]
         if self.is_encoder_decoder:
             logits = self._encoder_decoder_logits(source_ids, source_mask, target_ids, target_mask, virtual)
         else:
-            source_ids, source_mask = left_align(source_ids, source_mask)
-            ids = torch.cat([source_ids, target_ids], dim=1)
-            mask = torch.cat([source_mask, target_mask], dim=1)
-            inputs, inject = self._decoder_only_inputs(ids, mask, source_ids.shape[1], virtual)
+            ids, mask, source_width, keep = self._pack(source_ids, source_mask, target_ids, target_mask)
+            inputs, inject = self._decoder_only_inputs(ids, mask, source_width, virtual)
             with self._injected(inject):
-                out = self.base(**inputs, use_cache=False, logits_to_keep=target_len + 1)
-            logits = out.logits[:, :target_len]
+                out = self.base(
+                    **inputs, use_cache=False, logits_to_keep=keep + self._columns_before_targets()
+                )
+            logits = out.logits
         return SourceTargetOutput(
             loss=target_loss(logits, target_ids, target_mask, loss_reduction), logits=logits
         )
