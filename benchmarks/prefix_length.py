@@ -1,0 +1,129 @@
+"""Training step time vs prefix length (1, 10, 50, 200 virtual tokens) on the same E2E batches.
+
+prefixlab prefix-tuning (depth all, MLP reparameterization, hidden 512) with a real step (forward, backward,
+clipping, AdamW); all lengths wrap one shared frozen model and are timed interleaved round by round.
+Target: length 200 step time <= 1.25x length 1.
+
+    python benchmarks/prefix_length.py [--quick] [--lengths 1 10 50 200] [--model M] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from common import (
+    Summary,
+    base_parser,
+    describe_environment,
+    e2e,
+    environment,
+    fmt_mfu,
+    interleaved,
+    load,
+    markdown_table,
+    mfu,
+    paired_ratio,
+    pick,
+    run_batches,
+    setup,
+    stage,
+    verdict,
+    write_json,
+)
+from training_steps import prefixlab_prefix, target_tokens, useful_flops
+
+from prefixlab.tasks import pad_id_for
+
+TARGET = 1.25
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line."""
+    parser = base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1, 10, 50, 200])
+    parser.add_argument(
+        "--batches", type=int, default=None, help="E2E batches per round (default 3, quick 1)"
+    )
+    parser.add_argument("--batch-size", type=int, default=10)
+    args = parser.parse_args(argv)
+    args.batches = args.batches or (1 if args.quick else 3)
+    args.reps = args.reps or (2 if args.quick else 5)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark and print its table."""
+    args = parse_args(argv)
+    device = setup(args)
+    env = environment(device)
+    with stage(f"loading {args.model} and the E2E batches"):
+        model, tokenizer = load(args.model, device)
+        _, train = e2e(tokenizer)
+        batches = pick(
+            run_batches([e.length for e in train], args.batch_size, args.seed), args.batches, args.seed
+        )
+        examples = [[train[i] for i in b] for b in batches]
+        pad_id = pad_id_for(tokenizer)
+    methods = {n: prefixlab_prefix(model, pad_id, device, length=n, name=f"length {n}") for n in args.lengths}
+    inputs = {n: [m.prepare(b) for b in examples] for n, m in methods.items()}
+
+    def round_of(n: int):
+        return lambda: [methods[n].step(batch) for batch in inputs[n]]
+
+    with stage(f"timing {args.reps} interleaved rounds of {len(examples)} steps per length"):
+        times = interleaved({str(n): round_of(n) for n in methods}, args.reps, args.warmup, device)
+
+    n_targets = sum(target_tokens(b) for b in examples)
+    flops = sum(useful_flops(model, b, 4) for b in examples)
+    shortest = str(min(args.lengths))
+    rows, results = [], {"environment": env, "args": vars(args), "lengths": {}}
+    for n in args.lengths:
+        summary = Summary.of(times[str(n)])
+        ratio = paired_ratio(times[str(n)], times[shortest])
+        util = mfu(flops, summary.median, device, args.peak_flops)
+        results["lengths"][n] = {"round_seconds": times[str(n)], "ratio_vs_shortest": ratio, "mfu": util}
+        rows.append(
+            [
+                n,
+                f"{summary.median / len(examples):.3f}",
+                f"{summary.min / len(examples):.3f}",
+                f"{ratio:.2f}x",
+                f"{n_targets / summary.median:,.0f}",
+                fmt_mfu(util),
+            ]
+        )
+    print(
+        f"\n### Training step vs prefix length, {args.model}: {len(examples)} E2E batches of {args.batch_size} "
+        f"({n_targets} target tokens), {args.reps} interleaved rounds\n"
+    )
+    print(
+        markdown_table(
+            [
+                "prefix length",
+                "step s (median)",
+                "step s (min)",
+                f"vs length {shortest}",
+                "target tok/s",
+                "MFU",
+            ],
+            rows,
+        )
+    )
+    longest = str(max(args.lengths))
+    ratio = paired_ratio(times[longest], times[shortest])
+    results["target"] = {"ratio": ratio, "required": TARGET, "met": ratio <= TARGET}
+    print(
+        f"\nTarget: length {longest} step <= {TARGET}x length {shortest}: {ratio:.2f}x, {verdict(ratio <= TARGET)}."
+    )
+    print(
+        f"{describe_environment(env)}. 'vs length' = median over rounds of the round-time ratio. MFU counts "
+        "4 x (body params x real tokens + head params x target tokens) per step (prefix and attention excluded)."
+    )
+    write_json(args.json, results)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
