@@ -37,50 +37,31 @@ def gpt2(seed: int = 0, attn: str = "sdpa") -> GPT2LMHeadModel:
     return _build(GPT2LMHeadModel, config, seed, attn)
 
 
+# Llama-style decoders with grouped-query attention; they differ only in class and key/value heads.
+LLAMA_STYLE = dict(
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    hidden_size=32,
+    intermediate_size=64,
+    vocab_size=VOCAB,
+    max_position_embeddings=128,
+    initializer_range=0.4,
+    **SPECIAL,
+)
+
+
 def llama(seed: int = 0, attn: str = "sdpa") -> LlamaForCausalLM:
     """Grouped-query attention: 4 query heads share 2 key/value heads."""
-    config = LlamaConfig(
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        hidden_size=32,
-        intermediate_size=64,
-        vocab_size=VOCAB,
-        max_position_embeddings=128,
-        initializer_range=0.4,
-        **SPECIAL,
-    )
-    return _build(LlamaForCausalLM, config, seed, attn)
+    return _build(LlamaForCausalLM, LlamaConfig(num_key_value_heads=2, **LLAMA_STYLE), seed, attn)
 
 
 def qwen2(seed: int = 0, attn: str = "sdpa") -> Qwen2ForCausalLM:
-    config = Qwen2Config(
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        hidden_size=32,
-        intermediate_size=64,
-        vocab_size=VOCAB,
-        max_position_embeddings=128,
-        initializer_range=0.4,
-        **SPECIAL,
-    )
-    return _build(Qwen2ForCausalLM, config, seed, attn)
+    """Multi-query attention: 4 query heads share 1 key/value head."""
+    return _build(Qwen2ForCausalLM, Qwen2Config(num_key_value_heads=1, **LLAMA_STYLE), seed, attn)
 
 
 def mistral(seed: int = 0, attn: str = "sdpa") -> MistralForCausalLM:
-    config = MistralConfig(
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        hidden_size=32,
-        intermediate_size=64,
-        vocab_size=VOCAB,
-        max_position_embeddings=128,
-        initializer_range=0.4,
-        sliding_window=None,
-        **SPECIAL,
-    )
+    config = MistralConfig(num_key_value_heads=2, sliding_window=None, **LLAMA_STYLE)
     return _build(MistralForCausalLM, config, seed, attn)
 
 

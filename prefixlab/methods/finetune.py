@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from prefixlab.methods.source_target import SourceTargetModel, save_safetensors_atomically
+from prefixlab.methods.source_target import SourceTargetModel, save_safetensors_atomically, saved_file
 
 TRAINABLE = ("all", "top2", "none")
 WEIGHTS_FILE = "finetuned.safetensors"
@@ -77,13 +77,7 @@ class FineTuneModel(SourceTargetModel):
     @classmethod
     def load(cls, base_model: nn.Module, path: str | os.PathLike) -> FineTuneModel:
         """Rebuild on `base_model` from a file written by `save`."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / WEIGHTS_FILE
-        if not path.exists():
-            raise FileNotFoundError(
-                f"no saved weights at {path}; expected a file written by FineTuneModel.save."
-            )
+        path = saved_file(path, WEIGHTS_FILE, "FineTuneModel", "weights")
         with safe_open(str(path), framework="pt") as handle:
             trainable = json.loads((handle.metadata() or {})["trainable"])
         model = cls(base_model, trainable)

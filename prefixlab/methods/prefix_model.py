@@ -31,7 +31,12 @@ from prefixlab.methods.injection import (
     stack_captured,
 )
 from prefixlab.methods.parameters import PrefixParameters, as_key_values, from_key_values
-from prefixlab.methods.source_target import SourceTargetModel, SourceTargetOutput, save_safetensors_atomically
+from prefixlab.methods.source_target import (
+    SourceTargetModel,
+    SourceTargetOutput,
+    save_safetensors_atomically,
+    saved_file,
+)
 
 PrefixOutput = SourceTargetOutput
 
@@ -295,13 +300,7 @@ class PrefixModel(SourceTargetModel):
     @classmethod
     def load(cls, base_model: nn.Module, path: str | os.PathLike) -> PrefixModel:
         """Rebuild a PrefixModel on `base_model` from a file written by `save`."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / PREFIX_FILE
-        if not path.exists():
-            raise FileNotFoundError(
-                f"no saved prefix at {path}; expected a file written by PrefixModel.save."
-            )
+        path = saved_file(path, PREFIX_FILE, "PrefixModel", "prefix")
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:

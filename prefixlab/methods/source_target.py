@@ -9,6 +9,7 @@ virtual tokens (`PrefixModel`) or choose which base weights train (`FineTuneMode
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,16 @@ def save_safetensors_atomically(
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def saved_file(path: str | os.PathLike, default_name: str, writer: str, what: str) -> Path:
+    """The file a `save` wrote: `path` itself, or `default_name` inside the folder `path`; a clear error if absent."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / default_name
+    if not path.exists():
+        raise FileNotFoundError(f"no saved {what} at {path}; expected a file written by {writer}.save.")
     return path
 
 
