@@ -144,27 +144,51 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def interleaved(
-    configs: Mapping[str, Callable[[], Any]],
+    configs: Mapping[str, Callable[[], Any] | Sequence[Callable[[], Any]]],
     reps: int,
     warmup: int,
     device: torch.device,
     progress: bool = True,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
-    """Time each configuration `reps` times, round-robin: every round runs each configuration once, the
-    order rotating from round to round (A B C, B C A, C A B, ...). Warm-up rounds run first, untimed."""
-    names = list(configs)
+    """Time each configuration `reps` times, interleaved at the finest grain: a configuration is one callable
+    or a list of units (e.g. one training step per batch); every round runs unit k of every configuration
+    before unit k + 1, in an order that rotates from unit to unit (A B C, B C A, ...), so a load that changes
+    within seconds hits every configuration alike. Returns the wall seconds of each round (sum over units);
+    with `cpu` given, also fills it with the process CPU seconds of each round (robust to other processes'
+    load on CPU; meaningless for GPU work). Warm-up rounds run first, untimed."""
+    units = {name: [c] if callable(c) else list(c) for name, c in configs.items()}
+    names = list(units)
+    count = len(units[names[0]])
+    if any(len(u) != count for u in units.values()):
+        raise ValueError("every configuration needs the same number of units")
     for _ in range(warmup):
-        for name in names:
-            configs[name]()
+        for k in range(count):
+            for name in names:
+                units[name][k]()
     synchronize(device)
     times: dict[str, list[float]] = {name: [] for name in names}
+    cpu_times: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(reps):
-        order = names[rep % len(names) :] + names[: rep % len(names)]
-        for name in order:
-            times[name].append(timed(configs[name], device))
+        wall = dict.fromkeys(names, 0.0)
+        used = dict.fromkeys(names, 0.0)
+        for k in range(count):
+            shift = (rep * count + k) % len(names)
+            for name in names[shift:] + names[:shift]:
+                synchronize(device)
+                start, start_cpu = time.perf_counter(), time.process_time()
+                units[name][k]()
+                synchronize(device)
+                wall[name] += time.perf_counter() - start
+                used[name] += time.process_time() - start_cpu
+        for name in names:
+            times[name].append(wall[name])
+            cpu_times[name].append(used[name])
         if progress:
-            done = ", ".join(f"{n} {times[n][-1]:.2f}s" for n in names)
+            done = ", ".join(f"{n} {wall[n]:.2f}s" for n in names)
             print(f"  round {rep + 1}/{reps}: {done}", file=sys.stderr, flush=True)
+    if cpu is not None:
+        cpu.update(cpu_times)
     return times
 
 

@@ -56,12 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size.add_argument("--max-batches", type=int, default=None, help="batches timed per pipeline (default 16)")
     size.add_argument("--fraction", type=float, default=None, help="share of the epoch's batches timed")
     parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument(
-        "--proposed-forward",
-        action="store_true",
-        help="train with the prototype of the proposed SourceTargetModel.forward (compact rows; "
-        "benchmarks/proto_source_target.py) instead of the current PrefixModel",
-    )
     args = parser.parse_args(argv)
     args.reps = args.reps or (1 if args.quick else 2)
     return args
@@ -97,12 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     naive = [[subset[j] for j in batch] for batch in random_batches(len(subset), args.batch_size, args.seed)]
     assert sorted(subset) == sorted(i for b in naive for i in b) and len(naive) == len(grouped)
 
-    model_class, layout = None, "prefixlab"
-    if args.proposed_forward:
-        from proto_source_target import ProposedPrefixModel
-
-        model_class, layout = ProposedPrefixModel, "compact"
-    method = prefixlab_prefix(model, pad_id, device, model_class=model_class)
+    method = prefixlab_prefix(model, pad_id, device)
+    layout = method.layout
 
     def padding(batches: list[list[int]]) -> float:
         """Pad share of the token slots the model runs over, in the layout of the model used."""
@@ -116,22 +106,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for _ in range(max(args.warmup, 0)):
             method.step(to_device(Collator(pad_id)([train[i] for i in longest]), device))
     seconds: dict[str, list[float]] = {name: [] for name in pipelines}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in pipelines}
     with stage(f"timing {args.reps} interleaved passes over {count} batches per pipeline"):
         for rep in range(args.reps):
             iterators = {name: loader_steps(train, batches, pad_id) for name, batches in pipelines.items()}
             spent = dict.fromkeys(pipelines, 0.0)
+            spent_cpu = dict.fromkeys(pipelines, 0.0)
             names = list(pipelines)
             for step in range(count):
                 order = names if (step + rep) % 2 == 0 else names[::-1]
                 for name in order:
                     synchronize(device)
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     batch = to_device(next(iterators[name]), device)
                     method.step(batch)
                     synchronize(device)
                     spent[name] += time.perf_counter() - start
+                    spent_cpu[name] += time.process_time() - start_cpu
             for name in names:
                 seconds[name].append(spent[name])
+                cpu_seconds[name].append(spent_cpu[name])
             print(
                 f"  pass {rep + 1}: " + ", ".join(f"{n} {s:.1f}s" for n, s in spent.items()), file=sys.stderr
             )
@@ -139,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"environment": env, "args": vars(args), "pipelines": {}}
     rows = []
     base_time = statistics.median(seconds["naive random"])
+    base_cpu = statistics.median(cpu_seconds["naive random"])
     for name, batches in pipelines.items():
         epoch = epoch_grouped if name.startswith("length") else epoch_naive
         median = statistics.median(seconds[name])
@@ -156,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # padding differs from the epoch's).
             "estimated_epoch_seconds": median / slots * epoch_slots,
             "speedup_vs_naive": base_time / median,
+            "cpu_seconds": cpu_seconds[name],
+            "cpu_speedup_vs_naive": base_cpu / statistics.median(cpu_seconds[name]),
             "mfu": mfu(flops, median, device, args.peak_flops),
         }
         results["pipelines"][name] = entry
@@ -171,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{min(seconds[name]):.1f}",
                 f"{entry['estimated_epoch_seconds'] / 60:.1f}",
                 f"{entry['speedup_vs_naive']:.2f}x",
+                f"{entry['cpu_speedup_vs_naive']:.2f}x" if device.type == "cpu" else "-",
                 fmt_mfu(entry["mfu"]),
             ]
         )
@@ -194,8 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(
         f"\n### One training epoch, {args.model}, E2E offline train ({len(train)} pairs), batch {args.batch_size}"
     )
-    model_text = "prototype forward, compact rows" if args.proposed_forward else "current PrefixModel"
-    print(f"Measured: {what}; {args.reps} interleaved pass(es), median; {model_text}.\n")
+    print(f"Measured: {what}; {args.reps} interleaved pass(es), median; prefixlab packs {layout} rows.\n")
     print(
         markdown_table(
             [
@@ -209,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "wall s (min)",
                 "est. full epoch min",
                 "speedup",
+                "speedup (CPU time)",
                 "MFU",
             ],
             rows,

@@ -18,6 +18,7 @@ Usage: ``python benchmarks/proto_prefix_kv.py [--quick] [--lengths 1 200] [--bat
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 import torch
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     inputs = {name: [m.prepare(b) for b in examples] for name, m in methods.items()}
     with stage(f"timing {args.reps} interleaved rounds"):
         times = interleaved(
-            {name: (lambda k=name: [methods[k].step(b) for b in inputs[k]]) for name in methods},
+            {name: [partial(methods[name].step, b) for b in inputs[name]] for name in methods},
             args.reps,
             args.warmup,
             device,

@@ -1,30 +1,30 @@
-"""Prototype (scratch, not prefixlab code): a faster decoder-only `SourceTargetModel.forward`, measured.
+"""Before/after of the decoder-only `SourceTargetModel.forward` change (landed in fbfa1d1), measured.
 
-Two changes to prefixlab/methods/source_target.py, `SourceTargetModel.forward`, decoder-only branch:
+This began as the prototype of two changes to prefixlab/methods/source_target.py; prefixlab now has both, so
+the "current" row is the change and `OldForwardPrefixModel` reproduces the code before it:
 
-A. Output-layer gather. prefixlab passes ``logits_to_keep=target_len + 1``; transformers then slices
+A. Output-layer gather. The old forward passed ``logits_to_keep=target_len + 1``; transformers then slices
    ``hidden[:, -k:, :]``, a non-contiguous view, and ``nn.Linear`` on a non-contiguous 3-D input runs as a
-   batched matmul against the broadcast weight (``aten::bmm``), ~2.5x slower on CPU than one ``mm`` over
-   the same rows, forward and backward. Passing the positions as a tensor instead
-   (``logits_to_keep=torch.arange(source_width - 1, source_width - 1 + target_len)``; transformers >= 5
-   gathers them with ``take_along_dim`` into a contiguous tensor) runs one ``mm`` and also drops the unused
-   last position.
-B. Compact rows (placement "prefix" only; infix needs the source's last token at one column). prefixlab pads
-   every source to the longest source and every target to the longest target, so a batch is
-   max source + max target wide; packing each row as ``[x_i; y_i]`` (``right_align`` of the concatenation,
-   cut to max(source_i + target_i)) removes that extra padding, and the target positions differ per row, so
-   they go to transformers as a (batch, target_len) ``logits_to_keep`` (gathered, contiguous, same logits
-   shape as today).
+   batched matmul against the broadcast weight (``aten::bmm``), ~2.5x slower on CPU than one ``mm`` over the
+   same rows, forward and backward. Positions given as a tensor (transformers >= 5 gathers them with
+   ``take_along_dim`` into a contiguous tensor) run one ``mm`` and drop the unused last position.
+B. Compact rows (placement "prefix"; an infix needs the source's last token at one column). The old layout
+   padded every source to the longest source and every target to the longest target (width = max source +
+   max target); packing each row as ``[x_i; y_i]`` removes that padding, and the per-row target positions go
+   to transformers as a (batch, target_len) ``logits_to_keep``.
 
-Usage: ``python benchmarks/proto_source_target.py [--quick] [--batches N] [--reps R]`` prints the timing of
-the current PrefixModel, A, A+B, PEFT and the floor on the same batches, interleaved, and checks that the
-prototypes give the same loss and logits as the current code.
+Rows: the old forward, A alone (aligned rows, gathered positions: what an infix runs now), the current code
+(A + B), PEFT and the floor, on the same batches, interleaved step by step; the variants are also checked to
+give the same loss and logits.
+
+    python benchmarks/proto_source_target.py [--quick] [--batches N] [--reps R]
 """
 
 from __future__ import annotations
 
 import copy
 import sys
+from functools import partial
 from typing import Any
 
 import torch
@@ -52,10 +52,8 @@ from prefixlab.methods.source_target import SourceTargetOutput, left_align, righ
 from prefixlab.tasks import Collator, pad_id_for
 
 
-class ProposedPrefixModel(PrefixModel):
-    """PrefixModel whose decoder-only forward uses change A (and B when `compact`)."""
-
-    compact = True
+class OldForwardPrefixModel(PrefixModel):
+    """PrefixModel with the decoder-only forward as it was before fbfa1d1 (aligned rows, int keep)."""
 
     def forward(
         self,
@@ -65,55 +63,38 @@ class ProposedPrefixModel(PrefixModel):
         target_mask: torch.Tensor,
         loss_reduction: str = "token_mean",
     ) -> SourceTargetOutput:
-        """Loss over target tokens and target logits (batch, target_len, vocab), as `SourceTargetModel`."""
+        """Loss over target tokens and target logits (batch, target_len, vocab), the old way."""
         if self.is_encoder_decoder:
             return super().forward(source_ids, source_mask, target_ids, target_mask, loss_reduction)
         target_ids, target_mask = right_align(target_ids, target_mask)
         virtual = self._virtual()
         target_len = target_ids.shape[1]
-        arange = torch.arange(target_len, device=target_ids.device)
-        if self.compact and self.config.placement == "prefix":
-            # B: each row [x_i; y_i] from column 0, padded on the right to the longest row.
-            ids, mask = right_align(
-                torch.cat([source_ids, target_ids], dim=1), torch.cat([source_mask, target_mask], dim=1)
-            )
-            width = int(mask.sum(1).max())
-            ids, mask = ids[:, :width], mask[:, :width]
-            keep = ((source_mask.sum(1) - 1)[:, None] + arange).clamp(max=width - 1)
-            if self.config.depth == "embedding":  # the virtual embeddings come first in the sequence
-                keep = keep + self.config.length
-            source_width = source_ids.shape[1]  # only read for placement "infix"
-        else:
-            source_ids, source_mask = left_align(source_ids, source_mask)
-            ids = torch.cat([source_ids, target_ids], dim=1)
-            mask = torch.cat([source_mask, target_mask], dim=1)
-            source_width = source_ids.shape[1]
-            # A: the positions predicting the targets, as a tensor: gathered contiguously (one matmul).
-            keep = arange + (ids.shape[1] - target_len - 1)
-            if self.config.depth == "embedding":
-                keep = keep + self.config.length
-        inputs, inject = self._decoder_only_inputs(ids, mask, source_width, virtual)
+        source_ids, source_mask = left_align(source_ids, source_mask)
+        ids = torch.cat([source_ids, target_ids], dim=1)
+        mask = torch.cat([source_mask, target_mask], dim=1)
+        inputs, inject = self._decoder_only_inputs(ids, mask, source_ids.shape[1], virtual)
         with self._injected(inject):
-            out = self.base(**inputs, use_cache=False, logits_to_keep=keep)
-        logits = out.logits
+            out = self.base(**inputs, use_cache=False, logits_to_keep=target_len + 1)
+        logits = out.logits[:, :target_len]
         return SourceTargetOutput(
             loss=target_loss(logits, target_ids, target_mask, loss_reduction), logits=logits
         )
 
 
-class ProposedGatherOnly(ProposedPrefixModel):
-    """Change A alone (prefixlab's layout kept)."""
+class AlignedPrefixModel(PrefixModel):
+    """The current forward with aligned rows (change A alone; the path an infix takes)."""
 
-    compact = False
+    def _compact_rows(self) -> bool:
+        return False
 
 
 def check_equal(model: Any, examples: list[list[Any]], pad_id: int, device: torch.device) -> list[str]:
-    """Current vs proposed forward on the same prefix: loss and logits of every batch (float32)."""
+    """Old forward vs A vs current on the same prefix: loss and logits of every batch (float32)."""
     lines = []
     collate = Collator(pad_id)
-    for cls in (ProposedGatherOnly, ProposedPrefixModel):
+    for cls in (AlignedPrefixModel, PrefixModel):
         base = copy.deepcopy(model)
-        current = prefixlab_prefix(base, pad_id, device).model
+        current = prefixlab_prefix(base, pad_id, device, model_class=OldForwardPrefixModel).model
         proposed = cls(base, current.config)
         proposed.prefix.load_state_dict(current.prefix.state_dict())
         worst_loss = worst_logit = 0.0
@@ -126,13 +107,14 @@ def check_equal(model: Any, examples: list[list[Any]], pad_id: int, device: torc
                 worst_logit = max(worst_logit, (a.logits[row, :n] - b.logits[row, :n]).abs().max().item())
             worst_loss = max(worst_loss, (a.loss - b.loss).abs().item())
         lines.append(
-            f"{cls.__name__}: max |loss diff| {worst_loss:.2e}, max |logit diff| on target tokens {worst_logit:.2e}"
+            f"{cls.__name__} vs the old forward: max |loss diff| {worst_loss:.2e}, "
+            f"max |logit diff| on target tokens {worst_logit:.2e}"
         )
     return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Time current vs proposed forward, interleaved, and print a table."""
+    """Time the old forward, A and the current one, interleaved, and print a table."""
     parser = base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=10)
@@ -148,26 +130,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_batches([e.length for e in train], args.batch_size, args.seed), args.batches, args.seed
     )
     examples = [[train[i] for i in b] for b in batches]
-    with stage("checking that the prototypes compute the same loss and logits"):
+    with stage("checking that the variants compute the same loss and logits"):
         equal = check_equal(model, examples, pad_id, device)
     methods = {
-        "prefixlab (current)": prefixlab_prefix(copy.deepcopy(model), pad_id, device),
-        "A: gathered logits_to_keep": prefixlab_prefix(
-            copy.deepcopy(model), pad_id, device, model_class=ProposedGatherOnly
+        "old forward (aligned, int keep)": prefixlab_prefix(
+            copy.deepcopy(model), pad_id, device, model_class=OldForwardPrefixModel
         ),
-        "A+B: + compact rows": prefixlab_prefix(
-            copy.deepcopy(model), pad_id, device, model_class=ProposedPrefixModel
+        "A: aligned, gathered keep": prefixlab_prefix(
+            copy.deepcopy(model), pad_id, device, model_class=AlignedPrefixModel
         ),
+        "current (A+B: packed rows)": prefixlab_prefix(copy.deepcopy(model), pad_id, device),
         "PEFT": peft_prefix(copy.deepcopy(model), pad_id, device),
         "floor (target logits)": frozen_floor(copy.deepcopy(model), pad_id, device),
     }
     inputs = {name: [m.prepare(b) for b in examples] for name, m in methods.items()}
+    cpu: dict[str, list[float]] = {}
     with stage(f"timing {args.reps} interleaved rounds"):
         times = interleaved(
-            {name: (lambda n=name: [methods[n].step(b) for b in inputs[n]]) for name in methods},
+            {name: [partial(methods[name].step, b) for b in inputs[name]] for name in methods},
             args.reps,
             args.warmup,
             device,
+            cpu=cpu,
         )
     n_targets = sum(target_tokens(b) for b in examples)
     rows = []
@@ -181,18 +165,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{n_targets / summary.median:,.0f}",
                 f"{paired_ratio(times['PEFT'], times[name]):.2f}x",
                 f"{paired_ratio(times[name], times['floor (target logits)']):.2f}x",
+                f"{paired_ratio(cpu['PEFT'], cpu[name]):.2f}x",
+                f"{paired_ratio(cpu[name], cpu['floor (target logits)']):.2f}x",
             ]
         )
-    print(f"\n### Prototype: SourceTargetModel.forward changes, {args.model}, {len(examples)} E2E batches\n")
+    print(
+        f"\n### SourceTargetModel.forward before/after fbfa1d1, {args.model}, {len(examples)} E2E batches\n"
+    )
     print(
         markdown_table(
-            ["variant", "step s (median)", "step s (min)", "target tok/s", "speed vs PEFT", "time vs floor"],
+            [
+                "variant",
+                "step s (median)",
+                "step s (min)",
+                "target tok/s",
+                "speed vs PEFT",
+                "time vs floor",
+                "CPU: speed vs PEFT",
+                "CPU: time vs floor",
+            ],
             rows,
         )
     )
     print("\n" + "\n".join(equal))
     print(f"{describe_environment(env)}; {args.reps} interleaved rounds, paired-ratio medians.")
-    results = {"environment": env, "times": times, "equality": equal}
+    results = {"environment": env, "times": times, "cpu_times": cpu, "equality": equal}
     write_json(args.json, results)
     return results
 

@@ -4,10 +4,11 @@ Each `Method` turns the same E2E examples into its own inputs once (`prepare`, u
 step per call (`step`). Methods in one process each need their own copy of the base model (PrefixModel and
 PEFT freeze it, FineTuneModel unfreezes it); several PrefixModels may share one.
 
-Two sequence layouts appear. prefixlab's: `[x; y]` with every source padded to the longest source on the left
-and every target to the longest target on the right, so the target block starts at one column and
-`logits_to_keep` can be an int (width = max source + max target). Compact: each row is `[x_i; y_i]` padded
-on the right (what PEFT / a plain causal LM see; width = max(source_i + target_i)).
+Two sequence layouts appear. Compact: each row is `[x_i; y_i]` from column 0, padded on the right (width =
+max(source_i + target_i)); what PEFT and a plain causal LM see, and what prefixlab packs for a prefix since
+fbfa1d1. Aligned: every source padded on the left to the longest source and every target on the right to the
+longest target, so the target block starts at one column (width = max source + max target); prefixlab's
+layout before fbfa1d1, and still its layout for an infix.
 
 FLOP model (for MFU on GPU): a frozen model costs 4 FLOPs per parameter and token (forward 2, backward to
 the activations 2), a fully trained one 6 (plus the weight gradients). Only useful work is counted: the
@@ -34,13 +35,21 @@ LR = 8e-5
 
 @dataclass
 class Method:
-    """A trainable setup: `prepare` builds a batch's inputs from encoded examples; `step` trains on it."""
+    """A trainable setup: `prepare` builds a batch's inputs from encoded examples; `step` trains on it;
+    `layout` is the sequence layout its model runs ("compact" or "aligned", for counting token slots)."""
 
     name: str
     model: nn.Module
     prepare: Callable[[Sequence[Any]], dict[str, torch.Tensor]]
     step: Callable[[dict[str, torch.Tensor]], None]
     flops_per_param_token: int
+    layout: str = "compact"
+
+
+def source_target_layout(model: nn.Module) -> str:
+    """The layout a prefixlab SourceTargetModel packs decoder-only rows in (aligned before fbfa1d1)."""
+    compact = getattr(model, "_compact_rows", None)
+    return "compact" if compact is not None and compact() else "aligned"
 
 
 def _optimizer_step(params: list[nn.Parameter], optimizer: torch.optim.Optimizer) -> None:
@@ -90,7 +99,9 @@ def prefixlab_prefix(
     cls = model_class or PrefixModel
     model = cls(base, PrefixConfig(length=length, depth="all", reparam="mlp", mlp_hidden=512))
     model.train()
-    return Method(name, model, source_target_batches(pad_id, device), source_target_step(model, device), 4)
+    step = source_target_step(model, device)
+    layout = source_target_layout(model)
+    return Method(name, model, source_target_batches(pad_id, device), step, 4, layout)
 
 
 def peft_prefix(base: nn.Module, pad_id: int, device: torch.device, length: int = 10) -> Method:
@@ -122,7 +133,7 @@ def peft_prefix(base: nn.Module, pad_id: int, device: torch.device, length: int 
 
 
 def floor_inputs(examples: Sequence[Any], pad_id: int, layout: str) -> dict[str, torch.Tensor]:
-    """Inputs of the frozen-model floor in `layout` ("compact" or "prefixlab"): ids, mask, positions, the
+    """Inputs of the frozen-model floor in `layout` ("compact" or "aligned"): ids, mask, positions, the
     targets (right-padded) and `keep`, the (batch, target_len) positions whose hidden states predict them."""
     from prefixlab.methods.source_target import left_align, right_align
     from prefixlab.tasks import Collator
@@ -130,7 +141,7 @@ def floor_inputs(examples: Sequence[Any], pad_id: int, layout: str) -> dict[str,
     batch = Collator(pad_id)(examples)
     target_ids, target_mask = right_align(batch["target_ids"], batch["target_mask"])
     target_len = target_ids.shape[1]
-    if layout == "prefixlab":
+    if layout == "aligned":
         source_ids, source_mask = left_align(batch["source_ids"], batch["source_mask"])
         ids = torch.cat([source_ids, target_ids], dim=1)
         mask = torch.cat([source_mask, target_mask], dim=1)
@@ -159,8 +170,9 @@ def frozen_floor(
 ) -> Method:
     """The floor: the frozen model's forward + backward with only the input embeddings requiring grad and
     the same target-token loss; no optimizer. `logits` "targets": the output layer runs only on the hidden
-    states that predict targets (gathered: `logits_to_keep` as per-row positions in the compact layout;
-    prefixlab's own int `logits_to_keep` in its layout); "all": on every position (the naive floor)."""
+    states that predict targets (gathered: `logits_to_keep` as per-row positions in the compact layout; the
+    int `logits_to_keep` prefixlab passed before fbfa1d1 in the aligned layout); "all": on every position
+    (the naive floor)."""
     from prefixlab.methods.source_target import target_loss
 
     for parameter in base.parameters():
@@ -174,8 +186,8 @@ def frozen_floor(
         target_len = batch["target_ids"].shape[1]
         if logits == "all":
             keep: int | torch.Tensor = 0
-        elif layout == "prefixlab":
-            keep = target_len + 1  # exactly what prefixlab passes
+        elif layout == "aligned":
+            keep = target_len + 1  # what prefixlab passed before fbfa1d1
         else:
             keep = batch["keep"]
         embeds = embed(batch["ids"]).detach().requires_grad_()
@@ -190,7 +202,7 @@ def frozen_floor(
             if logits == "all":
                 index = batch["keep"][..., None].expand(-1, -1, out.logits.shape[-1])
                 predicted = out.logits.gather(1, index)
-            elif layout == "prefixlab":
+            elif layout == "aligned":
                 predicted = out.logits[:, :target_len]
             else:
                 predicted = out.logits
@@ -199,11 +211,11 @@ def frozen_floor(
 
     names = {
         ("compact", "targets"): "floor (target logits)",
-        ("prefixlab", "targets"): "floor, prefixlab layout",
+        ("aligned", "targets"): "floor, aligned layout, int logits_to_keep",
         ("compact", "all"): "naive floor (all logits)",
-        ("prefixlab", "all"): "naive floor, prefixlab layout",
+        ("aligned", "all"): "naive floor, aligned layout",
     }
-    return Method(names[layout, logits], base, prepare, step, 4)
+    return Method(names[layout, logits], base, prepare, step, 4, layout)
 
 
 def full_finetune(base: nn.Module, pad_id: int, device: torch.device) -> Method:
@@ -213,7 +225,8 @@ def full_finetune(base: nn.Module, pad_id: int, device: torch.device) -> Method:
     model = FineTuneModel(base, "all")
     model.train()
     step = source_target_step(model, device, lr=5e-5)
-    return Method("full fine-tuning", model, source_target_batches(pad_id, device), step, 6)
+    layout = source_target_layout(model)
+    return Method("full fine-tuning", model, source_target_batches(pad_id, device), step, 6, layout)
 
 
 #: Method builders by command-line name; each takes (base model, pad id, device).
@@ -221,7 +234,7 @@ BUILDERS: dict[str, Callable[[nn.Module, int, torch.device], Method]] = {
     "prefixlab": prefixlab_prefix,
     "peft": peft_prefix,
     "floor": frozen_floor,
-    "floor-prefixlab-layout": lambda base, pad, device: frozen_floor(base, pad, device, layout="prefixlab"),
+    "floor-aligned": lambda base, pad, device: frozen_floor(base, pad, device, layout="aligned"),
     "naive-floor": lambda base, pad, device: frozen_floor(base, pad, device, logits="all"),
     "finetune": full_finetune,
 }
@@ -247,7 +260,7 @@ def target_tokens(examples: Sequence[Any]) -> int:
 
 def token_slots(examples: Sequence[Any], layout: str) -> int:
     """Token positions the body runs over (batch x width) in a layout."""
-    if layout == "prefixlab":
+    if layout == "aligned":
         width = max(len(e.source_ids) for e in examples) + max(len(e.target_ids) for e in examples)
     else:
         width = max(len(e.source_ids) + len(e.target_ids) for e in examples)
