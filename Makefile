@@ -7,6 +7,9 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 RUNS ?= $(or $(PREFIXLAB_RUNS),runs)
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning turned a 2 s CPU training step
+# into 20 s (benchmarks/README.md). An OMP_WAIT_POLICY already in the environment wins.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup test lint format demo figures clean
 
