@@ -5,8 +5,9 @@ run makes) with a real step: forward, backward, gradient clipping and AdamW (the
 update). The floor is the frozen model's forward + backward with only the input embeddings requiring grad
 and logits only where the loss needs them, in the compact layout (each row `[x_i; y_i]`, no extra padding);
 the naive floor computes logits at every position; ``--methods ... floor-aligned`` adds the floor in the
-aligned layout with an int `logits_to_keep` (prefixlab's layout before fbfa1d1). Timing is interleaved step
-by step in one process; peak memory is measured in a fresh process per method.
+aligned layout with an int `logits_to_keep` (prefixlab's layout before fbfa1d1); `prefixlab-ckpt` is prefixlab
+with activation checkpointing (`trainer.activation_checkpointing`). Timing is interleaved step by step in one
+process; peak memory is measured in a fresh process per method.
 
 Targets: prefixlab >= 1.15x PEFT target tokens/s; prefixlab step <= 1.1x the floor; prefix-tuning peak
 memory <= 0.5x full fine-tuning's.
@@ -52,7 +53,7 @@ from training_steps import BUILDERS, build, target_tokens, token_slots, useful_f
 
 from prefixlab.tasks import pad_id_for
 
-ORDER = ["prefixlab", "peft", "floor", "naive-floor", "finetune"]
+ORDER = ["prefixlab", "prefixlab-ckpt", "peft", "floor", "naive-floor", "finetune"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -273,6 +274,13 @@ def target_rows(
             add("(info) the same, whole-process peak RSS", ours["peak"] / theirs["peak"], "-", None)
         overhead = (ours["peak"] - ours["loaded"]) / (theirs["peak"] - theirs["loaded"])
         add("(info) the same, above the loaded model", overhead, "-", None)
+    if "prefixlab-ckpt" in memory and "finetune" in memory:
+        ours, theirs = memory["prefixlab-ckpt"], memory["finetune"]
+        share = (ours["peak"] - ours["runtime"]) / (theirs["peak"] - theirs["runtime"])
+        add("the same with activation checkpointing", share, "<= 0.50x", share <= 0.5)
+    if "prefixlab-ckpt" in times and "prefixlab" in times:
+        value, by_cpu = ratio("prefixlab-ckpt", "prefixlab")
+        add("(info) step time with / without activation checkpointing", value, "-", None, by_cpu)
     return rows
 
 

@@ -91,13 +91,16 @@ def prefixlab_prefix(
     length: int = 10,
     name: str = "prefixlab",
     model_class: type | None = None,
+    checkpointing: bool = False,
 ) -> Method:
-    """prefixlab prefix-tuning: depth all, MLP reparameterization (hidden 512), `length` virtual tokens.
+    """prefixlab prefix-tuning: depth all, MLP reparameterization (hidden 512), `length` virtual tokens;
+    `checkpointing` recomputes each block in backward (trainer.activation_checkpointing).
     `model_class` swaps in a PrefixModel subclass (prototypes of proposed changes)."""
     from prefixlab import PrefixConfig, PrefixModel
 
     cls = model_class or PrefixModel
     model = cls(base, PrefixConfig(length=length, depth="all", reparam="mlp", mlp_hidden=512))
+    model.set_activation_checkpointing(checkpointing)
     model.train()
     step = source_target_step(model, device)
     layout = source_target_layout(model)
@@ -232,6 +235,9 @@ def full_finetune(base: nn.Module, pad_id: int, device: torch.device) -> Method:
 #: Method builders by command-line name; each takes (base model, pad id, device).
 BUILDERS: dict[str, Callable[[nn.Module, int, torch.device], Method]] = {
     "prefixlab": prefixlab_prefix,
+    "prefixlab-ckpt": lambda base, pad, device: prefixlab_prefix(
+        base, pad, device, name="prefixlab, activation checkpointing", checkpointing=True
+    ),
     "peft": peft_prefix,
     "floor": frozen_floor,
     "floor-aligned": lambda base, pad, device: frozen_floor(base, pad, device, layout="aligned"),

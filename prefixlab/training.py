@@ -51,6 +51,7 @@ class TrainerSettings:
     device: str = "auto"
     dtype: str = "float32"
     num_threads: int | None = None
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -167,6 +168,8 @@ class Trainer:
         self.seed, self.log, self.generate_eval = seed, log or (lambda metrics, step: None), generate_eval
         self.log_every, self.progress = log_every, progress
         self.device = next(model.parameters()).device
+        if settings.activation_checkpointing:
+            model.set_activation_checkpointing(True)
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters.")

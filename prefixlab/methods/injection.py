@@ -243,7 +243,22 @@ def _shift_positions(state: InjectionState, args: tuple, kwargs: dict) -> tuple[
     return tuple(args), kwargs
 
 
+def snapshot(state: InjectionState) -> tuple:
+    """What `state` injects right now, for `restored` (activation checkpointing replays a layer later)."""
+    return (state.kv, state.infix, state.insert_at, state.position_shift)
+
+
 @contextlib.contextmanager
+def restored(state: InjectionState, saved: tuple) -> Iterator[None]:
+    """Within the block, `state` injects what it injected when `snapshot` returned `saved`."""
+    previous = snapshot(state)
+    state.kv, state.infix, state.insert_at, state.position_shift = saved
+    try:
+        yield
+    finally:
+        state.kv, state.infix, state.insert_at, state.position_shift = previous
+
+
 def injecting(
     state: InjectionState,
     kv: dict[str, torch.Tensor],
@@ -251,16 +266,11 @@ def injecting(
     infix: bool = False,
     insert_at: int = 0,
     position_shift: int = 0,
-) -> Iterator[None]:
+) -> contextlib.AbstractContextManager[None]:
     """Within the block, the wrapped model attends to the virtual keys/values `kv`, one
     (layers, 2, kv_heads, length, head_dim) tensor (or None) per set (see InjectionState)."""
-    previous = (state.kv, state.infix, state.insert_at, state.position_shift)
     pairs = {name: None if t is None else [layer.unbind(0) for layer in t.unbind(0)] for name, t in kv.items()}
-    state.kv, state.infix, state.insert_at, state.position_shift = pairs, infix, insert_at, position_shift
-    try:
-        yield
-    finally:
-        state.kv, state.infix, state.insert_at, state.position_shift = previous
+    return restored(state, (pairs, infix, insert_at, position_shift))
 
 
 @contextlib.contextmanager

@@ -8,11 +8,12 @@ decoder self-attention, cross-attention). The source/target layout, loss and dec
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from prefixlab.methods.injection import (
     attach,
     capturing,
     injecting,
+    restored,
     shiftable_position_embeddings,
+    snapshot,
     stack_captured,
 )
 from prefixlab.methods.parameters import PrefixParameters, as_key_values, from_key_values
@@ -230,6 +233,11 @@ class PrefixModel(SourceTargetModel):
     def _columns_before_targets(self) -> int:
         """Virtual embeddings are real columns of the sequence (before the targets in both placements)."""
         return self.config.length if self.config.depth == "embedding" else 0
+
+    def _replay_context(self) -> Callable[[], contextlib.AbstractContextManager[None]]:
+        if self._state is None:  # depth "embedding": nothing is injected inside the blocks
+            return super()._replay_context()
+        return functools.partial(restored, self._state, snapshot(self._state))
 
     @contextlib.contextmanager
     def _injected(self, inject: dict[str, Any]) -> Iterator[None]:

@@ -9,8 +9,9 @@ virtual tokens (`PrefixModel`) or choose which base weights train (`FineTuneMode
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from prefixlab.atomic import atomic_path
 
@@ -89,6 +92,43 @@ class SourceTargetModel(nn.Module):
         super().__init__()
         self.base = base_model
         self.is_encoder_decoder = bool(base_model.config.is_encoder_decoder)
+        self.activation_checkpointing = False
+        self._blocks_wrapped = False
+
+    # ------------------------------------------------------------------ activation checkpointing
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each transformer block's activations in the backward pass instead of keeping them.
+
+        Trades one more forward pass per block for memory: the frozen model's saved activations are most of
+        prefix-tuning's training memory. Gradients are the same (up to float summation order). Applies to
+        training only (grad enabled); decoding is unaffected.
+        """
+        if enabled and not self._blocks_wrapped:
+            blocks = [m for m in self.base.modules() if isinstance(m, GradientCheckpointingLayer)]
+            if not blocks:
+                raise ValueError(
+                    f"{type(self.base).__name__} has no transformer blocks that transformers marks as "
+                    "checkpointable (GradientCheckpointingLayer); set trainer.activation_checkpointing=false."
+                )
+            for block in blocks:
+                block.forward = functools.partial(self._checkpointed_block, block.forward)
+            self._blocks_wrapped = True
+        self.activation_checkpointing = enabled
+
+    def _checkpointed_block(self, block_forward: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not (self.activation_checkpointing and torch.is_grad_enabled()):
+            return block_forward(*args, **kwargs)
+        replay = self._replay_context()
+
+        def run(*inner_args: Any, **inner_kwargs: Any) -> Any:
+            with replay():
+                return block_forward(*inner_args, **inner_kwargs)
+
+        return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+    def _replay_context(self) -> Callable[[], contextlib.AbstractContextManager[None]]:
+        """A context that puts back what the block saw when it first ran (the recomputation runs later)."""
+        return contextlib.nullcontext
 
     # --------------------------------------------------------------------- hooks for subclasses
     def _virtual(self) -> dict[str, torch.Tensor]:

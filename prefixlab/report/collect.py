@@ -73,6 +73,7 @@ NUISANCE_COLUMNS = frozenset(
         "eval.samples_to_log",
         "trainer.device",
         "trainer.num_threads",
+        "trainer.activation_checkpointing",
         "trainer.checkpoint_every",
         "run",
         "run_dir",
