@@ -289,7 +289,12 @@ def load(model_name: str, device: torch.device) -> tuple[torch.nn.Module, Any]:
 
     spec: Any = model_name
     if Path(model_name).is_dir():
-        spec = {"name": Path(model_name).name, "loader": "hub", "family": "decoder_only", "hub_id": model_name}
+        spec = {
+            "name": Path(model_name).name,
+            "loader": "hub",
+            "family": "decoder_only",
+            "hub_id": model_name,
+        }
     model, tokenizer = load_model(spec, device=device)
     model.eval()
     return model, tokenizer

@@ -16,7 +16,10 @@ from prefixlab.training import Trainer, TrainerSettings
 
 CASES = {
     "llama-prefix": (llama, lambda base: PrefixModel(base, PrefixConfig(length=3, mlp_hidden=16))),
-    "llama-infix": (llama, lambda base: PrefixModel(base, PrefixConfig(length=3, placement="infix", reparam="none"))),
+    "llama-infix": (
+        llama,
+        lambda base: PrefixModel(base, PrefixConfig(length=3, placement="infix", reparam="none")),
+    ),
     "gpt2-embedding": (gpt2, lambda base: PrefixModel(base, PrefixConfig(length=2, depth="embedding"))),
     "bart-prefix": (bart, lambda base: PrefixModel(base, PrefixConfig(length=3, mlp_hidden=16))),
     "gpt2-finetune": (gpt2, lambda base: FineTuneModel(base, "all")),
@@ -29,7 +32,12 @@ def batch() -> dict[str, torch.Tensor]:
     target = torch.randint(5, 60, (3, 4), generator=g)
     source_mask = torch.tensor([[1] * 6, [0, 0, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1]])
     target_mask = torch.tensor([[1] * 4, [1, 1, 0, 0], [1, 1, 1, 0]])
-    return {"source_ids": source, "source_mask": source_mask, "target_ids": target, "target_mask": target_mask}
+    return {
+        "source_ids": source,
+        "source_mask": source_mask,
+        "target_ids": target,
+        "target_mask": target_mask,
+    }
 
 
 def loss_grads_and_saved_bytes(model: torch.nn.Module) -> tuple[float, dict[str, torch.Tensor], int]:

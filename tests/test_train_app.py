@@ -67,7 +67,11 @@ def test_every_variant_composes_and_validates(variant):
 def test_a_variant_wins_over_the_experiment_it_is_swept_in():
     """experiment=demo sweeps variant=zeroshot,...: the zero-shot job must not train a prefix."""
     zeroshot = compose_cfg("experiment=demo", "variant=zeroshot")
-    assert (zeroshot.method.kind, zeroshot.method.trainable, zeroshot.label) == ("finetune", "none", "zero-shot")
+    assert (zeroshot.method.kind, zeroshot.method.trainable, zeroshot.label) == (
+        "finetune",
+        "none",
+        "zero-shot",
+    )
     infix = compose_cfg("experiment=ablation_placement_depth_cpu", "variant=INFIX-10")
     assert (infix.method.placement, infix.method.length, infix.trainer.max_steps) == ("infix", 10, 150)
 

@@ -10,7 +10,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from prefixlab.methods.source_target import SourceTargetModel, save_safetensors_atomically, saved_file
+from prefixlab.methods.source_target import (
+    SourceTargetModel,
+    parameter_counts,
+    save_safetensors_atomically,
+    saved_file,
+)
 
 TRAINABLE = ("all", "top2", "none")
 WEIGHTS_FILE = "finetuned.safetensors"
@@ -51,15 +56,8 @@ class FineTuneModel(SourceTargetModel):
 
     def parameter_report(self) -> dict[str, float]:
         """Trainable and stored parameters (the trained weights) and both as % of the base model."""
-        base = sum(p.numel() for p in self.base.parameters())
         trainable = sum(p.numel() for p in self.base.parameters() if p.requires_grad)
-        return {
-            "base_parameters": base,
-            "trainable_parameters": trainable,
-            "stored_parameters": trainable,
-            "trainable_percent": 100.0 * trainable / base,
-            "stored_percent": 100.0 * trainable / base,
-        }
+        return parameter_counts(self.base, trainable, stored=trainable)
 
     def export(self) -> None:
         """Nothing to fold: the trained weights are what is stored."""

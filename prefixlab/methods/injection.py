@@ -269,7 +269,9 @@ def injecting(
 ) -> contextlib.AbstractContextManager[None]:
     """Within the block, the wrapped model attends to the virtual keys/values `kv`, one
     (layers, 2, kv_heads, length, head_dim) tensor (or None) per set (see InjectionState)."""
-    pairs = {name: None if t is None else [layer.unbind(0) for layer in t.unbind(0)] for name, t in kv.items()}
+    pairs = {
+        name: None if t is None else [layer.unbind(0) for layer in t.unbind(0)] for name, t in kv.items()
+    }
     return restored(state, (pairs, infix, insert_at, position_shift))
 
 

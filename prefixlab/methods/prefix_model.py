@@ -37,6 +37,7 @@ from prefixlab.methods.parameters import PrefixParameters, as_key_values, from_k
 from prefixlab.methods.source_target import (
     SourceTargetModel,
     SourceTargetOutput,
+    parameter_counts,
     save_safetensors_atomically,
     saved_file,
 )
@@ -273,16 +274,8 @@ class PrefixModel(SourceTargetModel):
 
     def parameter_report(self) -> dict[str, float]:
         """Trainable parameters now, stored parameters after export, and both as % of the base model."""
-        base = sum(p.numel() for p in self.base.parameters())
         trainable = sum(p.numel() for p in self.prefix.parameters() if p.requires_grad)
-        stored = self.prefix.stored_size()
-        return {
-            "base_parameters": base,
-            "trainable_parameters": trainable,
-            "stored_parameters": stored,
-            "trainable_percent": 100.0 * trainable / base,
-            "stored_percent": 100.0 * stored / base,
-        }
+        return parameter_counts(self.base, trainable, stored=self.prefix.stored_size())
 
     def _metadata(self) -> dict[str, str]:
         layouts = {name: vars(layout) for name, layout in self.layouts.items()}

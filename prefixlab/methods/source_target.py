@@ -85,6 +85,18 @@ def saved_file(path: str | os.PathLike, default_name: str, writer: str, what: st
     return path
 
 
+def parameter_counts(base: nn.Module, trainable: int, stored: int) -> dict[str, float]:
+    """Trainable and stored parameter counts and both as % of `base`'s parameters."""
+    total = sum(p.numel() for p in base.parameters())
+    return {
+        "base_parameters": total,
+        "trainable_parameters": trainable,
+        "stored_parameters": stored,
+        "trainable_percent": 100.0 * trainable / total,
+        "stored_percent": 100.0 * stored / total,
+    }
+
+
 class SourceTargetModel(nn.Module):
     """Runs a base model on (source, target) pairs: loss and target logits, and decoding of targets."""
 
