@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import platform
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from prefixlab.evaluate import METRICS, PRIMARY_METRIC, check_decoding, decode, 
 from prefixlab.methods.config import PrefixConfig, PrefixConfigError
 from prefixlab.methods.finetune import TRAINABLE, FineTuneModel
 from prefixlab.methods.prefix_model import PrefixModel
+from prefixlab.provenance import git_commit
 from prefixlab.runs import STATUS_COMPLETE, RunFolder, seed_everything
 from prefixlab.training import Trainer, TrainerSettings, pick_device
 
@@ -83,17 +83,9 @@ def check_config(cfg: DictConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------------ run records
-def git_commit() -> str:
-    """The repository's HEAD commit (with '-dirty' if it has uncommitted changes), or 'unknown'."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+#: The commit of the code this process imported. A sweep's worker processes run many jobs and keep the code they
+#: started with, so a run records this rather than HEAD when it finishes.
+LOADED_COMMIT = git_commit()
 
 
 def system_info(device: torch.device) -> dict[str, Any]:
@@ -117,7 +109,7 @@ def system_info(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "prefixlab": prefixlab.__version__,
-        "git_commit": git_commit(),
+        "git_commit": LOADED_COMMIT,
         "platform": platform.platform(),
     }
 

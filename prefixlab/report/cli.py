@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
+from prefixlab.provenance import git_commit
 from prefixlab.report.artifacts import (
     EXPERIMENTS,
     Artifact,
@@ -40,23 +40,6 @@ from prefixlab.report.collect import (
     write_summary,
 )
 from prefixlab.report.tables import row_keys
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def git_commit() -> str:
-    """The repository's HEAD commit (+ "-dirty" with uncommitted changes to tracked files), or "unknown"."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    try:
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-        return git("rev-parse", "HEAD") + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def parse_value(text: str) -> object:
