@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from common import (
@@ -29,6 +29,7 @@ from common import (
     e2e,
     environment,
     fmt_mfu,
+    interleaved,
     load,
     markdown_table,
     mfu,
@@ -36,7 +37,6 @@ from common import (
     run_batches,
     setup,
     stage,
-    synchronize,
     to_device,
     verdict,
     write_json,
@@ -105,30 +105,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         longest = max(grouped + naive, key=lambda b: max(lengths[i] for i in b))
         for _ in range(max(args.warmup, 0)):
             method.step(to_device(Collator(pad_id)([train[i] for i in longest]), device))
-    seconds: dict[str, list[float]] = {name: [] for name in pipelines}
-    cpu_seconds: dict[str, list[float]] = {name: [] for name in pipelines}
+
+    def pass_units(batches: list[list[int]]) -> list:
+        """One unit per step of a pass; the first opens a fresh DataLoader iterator, as each epoch does."""
+        loader: dict[str, Iterator[dict[str, Any]]] = {}
+
+        def unit(step: int) -> None:
+            if step == 0:
+                loader["it"] = loader_steps(train, batches, pad_id)
+            method.step(to_device(next(loader["it"]), device))
+
+        return [partial(unit, step) for step in range(count)]
+
+    cpu_seconds: dict[str, list[float]] = {}
     with stage(f"timing {args.reps} interleaved passes over {count} batches per pipeline"):
-        for rep in range(args.reps):
-            iterators = {name: loader_steps(train, batches, pad_id) for name, batches in pipelines.items()}
-            spent = dict.fromkeys(pipelines, 0.0)
-            spent_cpu = dict.fromkeys(pipelines, 0.0)
-            names = list(pipelines)
-            for step in range(count):
-                order = names if (step + rep) % 2 == 0 else names[::-1]
-                for name in order:
-                    synchronize(device)
-                    start, start_cpu = time.perf_counter(), time.process_time()
-                    batch = to_device(next(iterators[name]), device)
-                    method.step(batch)
-                    synchronize(device)
-                    spent[name] += time.perf_counter() - start
-                    spent_cpu[name] += time.process_time() - start_cpu
-            for name in names:
-                seconds[name].append(spent[name])
-                cpu_seconds[name].append(spent_cpu[name])
-            print(
-                f"  pass {rep + 1}: " + ", ".join(f"{n} {s:.1f}s" for n, s in spent.items()), file=sys.stderr
-            )
+        units = {name: pass_units(batches) for name, batches in pipelines.items()}
+        seconds = interleaved(units, args.reps, 0, device, cpu=cpu_seconds)
 
     results: dict[str, Any] = {"environment": env, "args": vars(args), "pipelines": {}}
     rows = []

@@ -29,12 +29,11 @@ from prefixlab.evaluate import METRICS, PRIMARY_METRIC, check_decoding, decode, 
 from prefixlab.methods.config import PrefixConfig, PrefixConfigError
 from prefixlab.methods.finetune import TRAINABLE, FineTuneModel
 from prefixlab.methods.prefix_model import PrefixModel
-from prefixlab.provenance import git_commit
+from prefixlab.provenance import REPO_ROOT, git_commit
 from prefixlab.runs import STATUS_COMPLETE, RunFolder, seed_everything
 from prefixlab.training import Trainer, TrainerSettings, pick_device
 
 log = logging.getLogger("prefixlab")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class RunConfigError(ValueError):
