@@ -6,22 +6,14 @@ left padding, and the outputs are put back in input order before scoring against
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from prefixlab.metrics import score_e2e, score_rouge
+from prefixlab.suites import suite
 from prefixlab.tasks import Collator, EncodedExample, restore_order, sorted_batches
-
-METRICS: dict[str, Callable[[list[str], list[list[str]]], dict[str, float]]] = {
-    "e2e": score_e2e,
-    "rouge": score_rouge,
-}
-# Headline metric of each suite (the one sweeps plot and early stopping may use).
-PRIMARY_METRIC = {"e2e": "BLEU", "rouge": "ROUGE_2"}
-
 
 DECODING_KEYS = (
     "num_beams", "max_new_tokens", "min_new_tokens", "min_length", "max_length", "length_penalty",
@@ -99,7 +91,5 @@ def decode(
 
 
 def score(metric: str, outputs: list[str], references: list[list[str]]) -> dict[str, float]:
-    """Score outputs against their references with the task's metric suite ("e2e" or "rouge")."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric suite {metric!r}; choose one of {sorted(METRICS)}.")
-    return METRICS[metric](outputs, references)
+    """Score outputs against their references with the task's metric suite (`prefixlab.suites`)."""
+    return suite(metric).score(outputs, references)

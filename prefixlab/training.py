@@ -7,9 +7,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -30,48 +31,35 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainerSettings:
-    """The `trainer` config group (see conf/trainer/default.yaml for each field)."""
+    """The `trainer` config group (see conf/trainer/default.yaml for each field); validated by
+    `prefixlab.settings.validate` (types and ranges below), `__post_init__` checks combinations."""
 
-    lr: float = 8e-5
-    epochs: int = 5
-    max_steps: int | None = None
-    batch_size: int = 10
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    loss_reduction: str = "token_mean"
-    eval_every: int | None = None
-    eval_max_examples: int | None = 500
-    generate_every: int | None = None
-    generate_max_groups: int = 50
-    best_metric: str = "val_loss"
-    early_stopping_patience: int | None = None
-    checkpoint_every: int = 50
-    device: str = "auto"
-    dtype: str = "float32"
-    num_threads: int | None = None
+    lr: Annotated[float, Field(gt=0)] = 8e-5
+    epochs: Annotated[int, Field(ge=1)] = 5
+    max_steps: Annotated[int, Field(ge=1)] | None = None
+    batch_size: Annotated[int, Field(ge=1)] = 10
+    grad_accum: Annotated[int, Field(ge=1)] = 1
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
+    loss_reduction: Literal["token_mean", "sequence_sum"] = "token_mean"
+    eval_every: Annotated[int, Field(ge=1)] | None = None
+    eval_max_examples: Annotated[int, Field(ge=1)] | None = 500
+    generate_every: Annotated[int, Field(ge=1)] | None = None
+    generate_max_groups: Annotated[int, Field(ge=1)] = 50
+    best_metric: Annotated[str, Field(pattern=r"^val_")] = "val_loss"
+    early_stopping_patience: Annotated[int, Field(ge=1)] | None = None
+    checkpoint_every: Annotated[int, Field(ge=1)] = 50
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    num_threads: Annotated[int, Field(ge=1)] | None = None
     activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        checks = {
-            "lr": self.lr > 0,
-            "epochs": self.epochs >= 1,
-            "max_steps": self.max_steps is None or self.max_steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "grad_accum": self.grad_accum >= 1,
-            "warmup_steps": self.warmup_steps >= 0,
-            "checkpoint_every": self.checkpoint_every >= 1,
-            "loss_reduction": self.loss_reduction in ("token_mean", "sequence_sum"),
-            "dtype": self.dtype in ("float32", "bfloat16"),
-            "device": self.device in ("auto", "cpu", "cuda"),
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
+        if self.best_metric != "val_loss" and self.generate_every is None:
             raise ValueError(
-                f"invalid trainer settings: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)} "
-                "(positive lr/epochs/steps/batch sizes; loss_reduction token_mean|sequence_sum; "
-                "dtype float32|bfloat16; device auto|cpu|cuda)."
+                f"trainer.best_metric={self.best_metric!r} needs validation decoding: set trainer.generate_every "
+                "(validation generation metrics are computed only then), or use best_metric=val_loss."
             )
 
     @property

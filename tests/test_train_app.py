@@ -18,10 +18,12 @@ from omegaconf import OmegaConf
 from test_tasks_support import require_data
 from wandb_log import summarize
 
-from prefixlab.train import REPO_ROOT, RunConfigError, check_config, run_job
+from prefixlab.provenance import REPO_ROOT
+from prefixlab.resources import CONF_DIR
+from prefixlab.train import RunConfigError, check_config, run_job
 from prefixlab.training import NonFiniteLossError
 
-CONF = REPO_ROOT / "conf"
+CONF = CONF_DIR
 FAST = [
     "model=tiny-gpt2",
     "trainer.batch_size=4",
@@ -73,7 +75,7 @@ def test_a_variant_wins_over_the_experiment_it_is_swept_in():
         "none",
         "zero-shot",
     )
-    infix = compose_cfg("experiment=ablation_placement_depth_cpu", "variant=INFIX-10")
+    infix = compose_cfg("experiment=ablation_placement_depth", "budget=cpu", "variant=INFIX-10")
     budget_steps = OmegaConf.load(
         CONF / "budget" / "cpu.yaml"
     ).trainer.max_steps  # not the paper preset's epochs
@@ -87,15 +89,28 @@ def test_a_variant_wins_over_the_experiment_it_is_swept_in():
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["method.length=0"], "length=0 is not allowed; it must be an integer >= 1"),
-        (["method.placement=middle"], "placement='middle' is not allowed; choose one of 'prefix', 'infix'"),
+        (["method.length=0"], "method.length=0: input should be greater than or equal to 1"),
+        (["method.placement=middle"], "method.placement='middle': input should be 'prefix' or 'infix'"),
         (
             ["model=tiny-bart", "method.placement=infix"],
-            "infix is undefined for the encoder-decoder model 'tiny-bart'",
+            "method.placement='infix' is undefined for an encoder-decoder",
         ),
-        (["trainer.loss_reduction=mean"], "loss_reduction='mean'"),
-        (["task.metric=bleurt"], "task.metric='bleurt'; choose one of"),
+        (["trainer.loss_reduction=mean"], "trainer.loss_reduction='mean'"),
+        (["trainer.lr=abc"], "trainer.lr='abc': input should be a valid number"),
+        (["eval.max_groups=-3"], "eval.max_groups=-3: input should be greater than or equal to 1"),
+        (
+            ["+trainer.learning_rate=0.1"],
+            "trainer.learning_rate is not a known key; known keys of trainer: lr,",
+        ),
+        (["+method.rank=4"], "method.rank is not a known key"),
+        (
+            ["method=finetune", "method.trainable=top3"],
+            "method.trainable='top3': input should be 'all', 'top2' or 'none'",
+        ),
+        (["task.metric=bleurt"], "task.metric='bleurt' is not allowed; choose one of"),
         (["+task.decoding.top_k=5"], "unknown decoding settings \\['top_k'\\]"),
+        (["seed=-1"], "seed=-1: input should be greater than or equal to 0"),
+        (["+lr=0.1"], "unknown top-level keys \\['lr'\\]"),
     ],
 )
 def test_bad_overrides_fail_before_any_model_loads(overrides, message, monkeypatch, tmp_path):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from tiny_models import gpt2
 
 from prefixlab import PrefixConfig, PrefixModel
 from prefixlab.runs import RunFolder, trainable_state
+from prefixlab.settings import SettingsError, validate
 from prefixlab.tasks import Collator, EncodedExample
 from prefixlab.training import Trainer, TrainerSettings
 
@@ -82,7 +85,14 @@ def test_best_checkpoint_and_early_stopping_follow_the_chosen_metric(tmp_path):
 
 
 def test_best_metric_that_is_never_computed_is_a_clear_error(tmp_path):
-    trainer = make_trainer(tmp_path, best_metric="val_BLEU")
+    with pytest.raises(
+        ValueError, match="best_metric='val_BLEU' needs validation decoding: set trainer.generate_every"
+    ):
+        make_trainer(tmp_path, best_metric="val_BLEU")
+    trainer = make_trainer(tmp_path, best_metric="val_BLEU", generate_every=1)
+    trainer.generate_eval = (
+        None  # the app always passes one when generate_every is set; the loop still says why
+    )
     with pytest.raises(ValueError, match="best_metric='val_BLEU' was not computed; it needs generate_every"):
         trainer.fit()
 
@@ -101,5 +111,5 @@ def test_only_the_prefix_has_gradients_and_the_base_stays_in_eval_mode(tmp_path)
     [("lr", 0), ("batch_size", 0), ("loss_reduction", "mean"), ("dtype", "float16"), ("device", "tpu")],
 )
 def test_invalid_trainer_settings_name_the_field(field, value):
-    with pytest.raises(ValueError, match=f"{field}={value!r}"):
-        TrainerSettings(**{field: value})
+    with pytest.raises(SettingsError, match=re.escape(f"trainer.{field}={value!r}")):
+        validate(TrainerSettings, {field: value}, "trainer")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 PLACEMENTS = ("prefix", "infix")
 DEPTHS = ("all", "embedding")
@@ -51,20 +53,20 @@ class PrefixConfig:
         init_std: standard deviation of random initialization.
     """
 
-    length: int = 10
-    placement: str = "prefix"
-    depth: str = "all"
-    reparam: str = "mlp"
-    mlp_hidden: int = 512
-    mlp_input_dim: int | None = None
-    dropout: float = 0.0
-    init: str = "random"
+    length: Annotated[int, Field(ge=1)] = 10
+    placement: Literal["prefix", "infix"] = "prefix"
+    depth: Literal["all", "embedding"] = "all"
+    reparam: Literal["mlp", "none"] = "mlp"
+    mlp_hidden: Annotated[int, Field(ge=1)] = 512
+    mlp_input_dim: Annotated[int, Field(ge=1)] | None = None
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    init: Literal["random", "tokens"] = "random"
     init_text: str | None = None
     init_token_ids: list[int] | None = field(default=None)
-    init_fit_steps: int = 500
-    init_fit_lr: float = 1e-4
+    init_fit_steps: Annotated[int, Field(ge=0)] = 500
+    init_fit_lr: Annotated[float, Field(gt=0)] = 1e-4
     position_offset: bool | None = None
-    init_std: float = 0.02
+    init_std: Annotated[float, Field(gt=0)] = 0.02
 
     def __post_init__(self) -> None:
         if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from prefixlab.methods.registry import MethodSpec
 from prefixlab.methods.source_target import (
     SourceTargetModel,
     parameter_counts,
@@ -85,3 +88,21 @@ class FineTuneModel(SourceTargetModel):
             raise ValueError(f"{path} holds weights this model does not have: {sorted(missing)[:5]} ...")
         base_model.load_state_dict(state, strict=False)
         return model
+
+
+@dataclass
+class FineTuneSettings:
+    """`conf/method/finetune.yaml`, `ft_top2.yaml`, `zeroshot.yaml`: which base weights train."""
+
+    trainable: Literal["all", "top2", "none"] = "all"
+
+
+LABELS = {"all": "fine-tune", "top2": "FT-top2", "none": "zero-shot"}
+
+METHOD = MethodSpec(
+    kind="finetune",
+    settings=FineTuneSettings,
+    build=lambda base, settings, tokenizer: FineTuneModel(base, settings.trainable),
+    load=FineTuneModel.load,
+    label=lambda settings: LABELS[settings.trainable],
+)

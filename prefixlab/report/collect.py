@@ -31,11 +31,12 @@ from typing import Any, TextIO
 import pandas as pd
 
 from prefixlab.atomic import write_text_atomic
+from prefixlab.suites import SUITES
 
 METRICS_FILE = "metrics.json"  # prefixlab.runs.METRICS_FILE (not imported: that module imports torch)
 STATUS_COMPLETE = "complete"
 RUN_MARKERS = (METRICS_FILE, "config.yaml", ".hydra")
-PRIMARY_METRIC = {"e2e": "BLEU", "rouge": "ROUGE_2"}  # as prefixlab.evaluate.PRIMARY_METRIC
+PRIMARY_METRIC = {name: s.primary for name, s in SUITES.items()}
 
 IDENTITY_COLUMNS = ("study", "label", "seed", "run", "status", "metric_suite", "primary_metric")
 # Top-level names owned by the run record: a config key with one of these names gets a `config.` prefix.

@@ -29,6 +29,8 @@ from typing import Any
 
 import pandas as pd
 
+from prefixlab.resources import EXPERIMENTS_DIR
+
 EXPERIMENTS_ENV = "PREFIXLAB_EXPERIMENTS_DIR"
 TABLE_FILE = "paper.csv"
 MARKS_FILE = "paper_marks.csv"
@@ -39,7 +41,7 @@ def experiments_dir() -> Path:
     """`$PREFIXLAB_EXPERIMENTS_DIR`, else the repository's `experiments/` folder."""
     if os.environ.get(EXPERIMENTS_ENV):
         return Path(os.environ[EXPERIMENTS_ENV])
-    return Path(__file__).resolve().parents[2] / "experiments"
+    return EXPERIMENTS_DIR
 
 
 def normalize(value: Any) -> str:

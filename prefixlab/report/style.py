@@ -11,13 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-# The metrics each suite reports, in the paper's column order.
-SUITE_METRICS: dict[str, tuple[str, ...]] = {
-    "e2e": ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"),
-    "rouge": ("ROUGE_1", "ROUGE_2", "ROUGE_L"),
-}
-# Multipliers from metrics.json to the paper's scale (the E2E script reports 0..1 for these three).
-SUITE_SCALE: dict[str, dict[str, float]] = {"e2e": {"BLEU": 100.0, "METEOR": 100.0, "ROUGE_L": 100.0}}
+from prefixlab.suites import SUITES
+
+# The metrics each suite reports, in the paper's column order, and the multipliers from metrics.json to the
+# paper's scale: views of `prefixlab.suites`, the one home of these facts.
+SUITE_METRICS: dict[str, tuple[str, ...]] = {name: s.metrics for name, s in SUITES.items()}
+SUITE_SCALE: dict[str, dict[str, float]] = {name: dict(s.scale) for name, s in SUITES.items()}
 DISPLAY_NAMES = {
     "ROUGE_L": "ROUGE-L",
     "ROUGE_1": "ROUGE-1",

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefixlab.resources import CONF_DIR
+
 DATA_DIR_ENV = "PREFIXLAB_DATA_DIR"
-CONF_TASK_DIR = Path(__file__).resolve().parents[2] / "conf" / "task"
+CONF_TASK_DIR = CONF_DIR / "task"
 SOURCES = ("auto", "local", "hub")
 FILE_FORMATS = ("auto", "csv", "jsonl")
 
