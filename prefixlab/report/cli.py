@@ -138,6 +138,14 @@ def load(args: argparse.Namespace) -> Collection:
     return collect_runs(*args.runs)
 
 
+def mixed_commits_warning(study: str, commits: list[str]) -> str:
+    """The warning for a study whose runs were made by different code (their numbers may not be comparable)."""
+    return (
+        f"Warning: the runs of {study} were made by {len(commits)} different commits; rows may differ because "
+        "the code changed. Rerun the older runs at one commit (recompute=true) before comparing them."
+    )
+
+
 def write_readme(
     out: Path, study: str, collection: Collection, artifacts: list[Artifact], argv: list[str]
 ) -> Path:
@@ -165,6 +173,7 @@ def write_readme(
             else ""
         ),
         f"- Runs made at commit(s): {', '.join(f'`{c}`' for c in commits) or 'unknown'}",
+        *([f"- **{mixed_commits_warning(study, commits)}**"] if len(commits) > 1 else []),
         f"- Regenerate offline: `prefixlab report --from-csv {out / 'runs.csv'} --out {out}`",
         "",
         "| file | what it shows |",
@@ -194,6 +203,12 @@ def report_study(
 ) -> list[Artifact]:
     """Everything for one study: summary files, figures, tables, README."""
     out.mkdir(parents=True, exist_ok=True)
+    frame = collection.frame
+    if "system.git_commit" in frame and frame["system.git_commit"].nunique() > 1:
+        print(
+            f"prefixlab report: {mixed_commits_warning(study, sorted(map(str, frame['system.git_commit'].dropna().unique())))}",
+            file=sys.stderr,
+        )
     artifacts: list[Artifact] = []
     same_file = args.from_csv and any(
         Path(p).resolve() == (out / "runs.csv").resolve() for p in args.from_csv

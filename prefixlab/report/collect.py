@@ -140,23 +140,21 @@ def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def derive_label(config: Mapping[str, Any]) -> str:
-    """The row name of a run: `config.label`, else from the method (EMB-n, INFIX-n, PREFIX-n, fine-tune)."""
+def derive_label(config: Mapping[str, Any], recorded: str | None = None) -> str:
+    """The row name of a run: the label its job recorded, else `config.label`, else the method's own label
+    (`prefixlab.methods.registry.method_label`: PREFIX-n, EMB-n, INFIX-n, fine-tune, FT-top2, ...)."""
+    if recorded:
+        return str(recorded)
     if config.get("label"):
         return str(config["label"])
     method = config.get("method") or {}
-    kind = method.get("kind")
-    if kind == "finetune":
-        trainable = method.get("trainable")
-        return {"all": "fine-tune", "top2": "FT-top2", "none": "zero-shot"}.get(trainable, f"FT-{trainable}")
-    if kind == "prefix":
-        length = method.get("length")
-        if method.get("depth") == "embedding":
-            return f"EMB-{length}"
-        if method.get("placement") == "infix":
-            return f"INFIX-{length}"
-        return f"PREFIX-{length}"
-    return str(kind or "run")
+    from prefixlab.methods.registry import method_label
+    from prefixlab.settings import SettingsError
+
+    try:
+        return method_label(method)
+    except SettingsError:
+        return str(method.get("kind") or "run")
 
 
 def record_to_row(record: Mapping[str, Any], run_dir: str | None = None) -> dict[str, Any]:
@@ -165,7 +163,7 @@ def record_to_row(record: Mapping[str, Any], run_dir: str | None = None) -> dict
     run_dir = run_dir or str(record.get("run_dir", ""))
     row: dict[str, Any] = {
         "study": record.get("study") or config.get("study"),
-        "label": derive_label(config),
+        "label": derive_label(config, record.get("label")),
         "seed": config.get("seed"),
         "run": Path(run_dir).name if run_dir else None,
         "run_dir": run_dir,
