@@ -1,4 +1,5 @@
-"""Read an offline W&B run's transaction log (`run-<id>.wandb`) in tests: what W&B would upload on sync.
+"""Read an offline W&B run's transaction log (`run-<id>.wandb`) in tests: what W&B would upload on sync,
+and the tables it logged (`logged_table`).
 
 The file is a LevelDB-style log: a 7-byte header (":W&B", magic 0xBEE1, version 0), then 32 KiB blocks of
 records, each with a 7-byte header (crc32 4 bytes, little-endian length 2 bytes, type 1 byte: full, first,
@@ -70,3 +71,15 @@ def summarize(path: Path) -> dict[str, Any]:
                 for item in record.summary.update
             }
     return {"run": run, "config": config, "history": history, "summary": summary}
+
+
+def logged_table(path: Path, name: str) -> dict[str, Any]:
+    """A `wandb.Table` the run logged under `name`, read from the offline run's files (columns, data).
+
+    The summary (and the history row) holds a `table-file` reference whose `path` is relative to the offline
+    run's `files/` folder, beside the `.wandb` log.
+    """
+    summary = summarize(path)["summary"]
+    if summary.get(f"{name}/_type") != "table-file":
+        raise KeyError(f"{path} logged no table {name!r} (summary keys: {sorted(summary)})")
+    return json.loads((path.parent / "files" / summary[f"{name}/path"]).read_text(encoding="utf-8"))

@@ -68,8 +68,15 @@ def method_spec(kind: Any) -> MethodSpec:
 
 
 def known_kinds_text() -> str:
-    """The built-in kinds, as `conf/method/*.yaml` name them."""
-    return "built in: prefix, finetune, lora, adapter"
+    """The built-in kinds, as the `kind` lines of `conf/method/*.yaml` name them."""
+    from prefixlab.resources import CONF_DIR
+
+    kinds = set()
+    for path in (CONF_DIR / "method").glob("*.yaml"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("kind:"):
+                kinds.add(line.split(":", 1)[1].split("#")[0].strip())
+    return f"built in: {', '.join(sorted(kinds))}"
 
 
 def method_settings(method: Mapping[str, Any]) -> tuple[MethodSpec, Any]:
