@@ -38,7 +38,6 @@ from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -48,7 +47,7 @@ from prefixlab.methods.source_target import (
     SourceTargetModel,
     parameter_counts,
     save_safetensors_atomically,
-    saved_file,
+    saved_metadata,
 )
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -216,25 +215,18 @@ class AdapterModel(SourceTargetModel):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Store only the adapters and the settings (a file, or `adapter.safetensors` in a folder), atomically."""
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path / ADAPTER_FILE
         metadata = {
             "format": FORMAT,
             "settings": json.dumps(dataclasses.asdict(self.settings)),
             "bottleneck": json.dumps(self.bottleneck),
             "sites": json.dumps(self.site_names),
         }
-        return save_safetensors_atomically(self.adapters.state_dict(), path, metadata)
+        return save_safetensors_atomically(self.adapters.state_dict(), path, metadata, ADAPTER_FILE)
 
     @classmethod
     def load(cls, base_model: nn.Module, path: str | os.PathLike) -> AdapterModel:
         """Rebuild on `base_model` (a fresh copy of the model it was trained on) from a file written by `save`."""
-        path = saved_file(path, ADAPTER_FILE, "AdapterModel", "adapters")
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a prefixlab adapter file (format {metadata.get('format')!r}).")
+        path, metadata = saved_metadata(path, ADAPTER_FILE, "AdapterModel", "adapters", FORMAT)
         settings = AdapterSettings(**json.loads(metadata["settings"]))
         model = cls(base_model, settings, width=json.loads(metadata["bottleneck"]))
         if model.site_names != json.loads(metadata["sites"]):

@@ -67,13 +67,10 @@ class FineTuneModel(SourceTargetModel):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Store the trainable weights (a file, or `finetuned.safetensors` in a folder), atomically."""
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path / WEIGHTS_FILE
         names = {name for name, p in self.base.named_parameters() if p.requires_grad}
         tensors = {k: v for k, v in self.base.state_dict().items() if k in names}
         metadata = {"format": "prefixlab-finetune-v1", "trainable": json.dumps(self.trainable)}
-        return save_safetensors_atomically(tensors, path, metadata)
+        return save_safetensors_atomically(tensors, path, metadata, WEIGHTS_FILE)
 
     @classmethod
     def load(cls, base_model: nn.Module, path: str | os.PathLike) -> FineTuneModel:

@@ -30,7 +30,6 @@ from typing import Annotated
 
 import torch
 from pydantic import Field
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -39,7 +38,7 @@ from prefixlab.methods.source_target import (
     SourceTargetModel,
     parameter_counts,
     save_safetensors_atomically,
-    saved_file,
+    saved_metadata,
 )
 
 LORA_FILE = "lora.safetensors"
@@ -160,24 +159,17 @@ class LoraModel(SourceTargetModel):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Store only A and B and the settings (a file, or `lora.safetensors` in a folder), atomically."""
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path / LORA_FILE
         metadata = {
             "format": FORMAT,
             "settings": json.dumps(dataclasses.asdict(self.settings)),
             "target_modules": json.dumps(self.target_modules),
         }
-        return save_safetensors_atomically(self.adapter_state(), path, metadata)
+        return save_safetensors_atomically(self.adapter_state(), path, metadata, LORA_FILE)
 
     @classmethod
     def load(cls, base_model: nn.Module, path: str | os.PathLike) -> LoraModel:
         """Rebuild on `base_model` (a fresh copy of the model it was trained on) from a file written by `save`."""
-        path = saved_file(path, LORA_FILE, "LoraModel", "LoRA weights")
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a prefixlab LoRA file (format {metadata.get('format')!r}).")
+        path, metadata = saved_metadata(path, LORA_FILE, "LoraModel", "LoRA weights", FORMAT)
         settings = LoraSettings(**json.loads(metadata["settings"]))
         model = cls(base_model, settings)
         state = load_file(str(path), device=str(next(base_model.parameters()).device))

@@ -66,9 +66,16 @@ def target_loss(
 
 
 def save_safetensors_atomically(
-    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
+    tensors: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    metadata: dict[str, str],
+    default_name: str = "",
 ) -> Path:
-    """Write tensors as safetensors under a temporary name beside `path`, then rename."""
+    """Write tensors as safetensors under a temporary name beside `path`, then rename. With `default_name`, a
+    `path` that is not a `.safetensors` file is a folder and the file is `path/default_name`."""
+    path = Path(path)
+    if default_name and path.suffix != ".safetensors":
+        path = path / default_name
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -83,6 +90,22 @@ def saved_file(path: str | os.PathLike, default_name: str, writer: str, what: st
     if not path.exists():
         raise FileNotFoundError(f"no saved {what} at {path}; expected a file written by {writer}.save.")
     return path
+
+
+def saved_metadata(
+    path: str | os.PathLike, default_name: str, writer: str, what: str, fmt: str
+) -> tuple[Path, dict]:
+    """(file, metadata) of what `writer.save` wrote at `path`; a clear error if absent or of another format."""
+    from safetensors import safe_open
+
+    path = saved_file(path, default_name, writer, what)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != fmt:
+        raise ValueError(
+            f"{path} is not a file written by {writer}.save (format {metadata.get('format')!r}, expected {fmt!r})."
+        )
+    return path, metadata
 
 
 def parameter_counts(base: nn.Module, trainable: int, stored: int) -> dict[str, float]:

@@ -3,7 +3,7 @@
 A study named after a paper experiment (`e2e_length`, `e2e_length_cpu`, ...; see `EXPERIMENTS`) gets that
 experiment's figures and tables; any other study gets everything its runs support (`detect`): a length
 figure when full prefixes ran at two or more lengths, the ablation table when embedding-only or infix
-variants ran, the main tables when two or more methods ran on E2E or any XSum runs are present, low-data and
+variants ran, the main tables when two or more trained methods ran on E2E or any XSum runs are present, low-data and
 initialization and reparameterization figures when those settings vary. Every study gets the summary table.
 """
 
@@ -64,7 +64,10 @@ def detect(frame: pd.DataFrame) -> list[str]:
     e2e = frame[frame["task.name"] == "e2e"] if "task.name" in frame else frame.iloc[:0]
     if _has(e2e, "method.depth", ["embedding"]) or _has(e2e, "method.placement", ["infix"]):
         kinds.append("ablation")
-    if "method.kind" in e2e and e2e["method.kind"].nunique() >= 2:  # a comparison of methods
+    trained = (
+        e2e[e2e["parameters.trainable_parameters"] > 0] if "parameters.trainable_parameters" in e2e else e2e
+    )
+    if "method.kind" in trained and trained["method.kind"].nunique() >= 2:  # a comparison of trained methods
         kinds.append("e2e_main")
     if _has(frame, "task.name", ["xsum"]):
         kinds.append("xsum_main")
