@@ -29,8 +29,8 @@ from prefixlab.models import (
 )
 from prefixlab.models import gguf as gguf_loader
 
-HUB_MODELS = ["gpt2", "gpt2-medium", "gpt2-large", "bart-large"]
-TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-bart"]
+HUB_MODELS = ["gpt2", "gpt2-medium", "gpt2-large", "bart-large", "t5-base", "flan-t5-base", "qwen2.5-1.5b"]
+TINY_MODELS = ["tiny-gpt2", "tiny-llama", "tiny-bart", "tiny-t5"]
 TEXT = "Prefix-tuning: optimizing continuous prompts for generation — ünïcödé 🤗\n\tend."
 
 
@@ -47,7 +47,7 @@ def test_every_model_config_resolves(name: str) -> None:
     assert spec["name"] == name
     assert spec["loader"] in {"hub", "gguf", "tiny"}
     assert spec["family"] in {"decoder_only", "encoder_decoder"}
-    assert spec["dtype"] == "float32"
+    assert spec["dtype"] == ("bfloat16" if name == "qwen2.5-1.5b" else "float32")  # 1.5B: bf16 as released
     assert spec["attn_implementation"] == "sdpa"
 
 
@@ -65,6 +65,9 @@ def test_hub_configs_name_their_repositories() -> None:
         "gpt2-medium": "openai-community/gpt2-medium",
         "gpt2-large": "openai-community/gpt2-large",
         "bart-large": "facebook/bart-large",
+        "t5-base": "google-t5/t5-base",
+        "flan-t5-base": "google/flan-t5-base",
+        "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
     }
     assert {name: get_model_config(name)["hub_id"] for name in HUB_MODELS} == expected
     assert get_model_config("bart-large")["family"] == "encoder_decoder"

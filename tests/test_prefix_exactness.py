@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import DECODER_ONLY, bart, gpt2, llama
+from tiny_models import DECODER_ONLY, ENCODER_DECODER, T5_FAMILY, bart, gpt2, llama, max_error, t5
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from prefixlab import PrefixConfig, PrefixModel
+from prefixlab.methods import injection
 from prefixlab.methods.injection import capturing, stack_captured
 
 TOL = 1e-5
@@ -41,7 +43,7 @@ def test_all_layer_prefix_equals_real_prefix_tokens(family):
     out = run(pm)
     assert out.logits.shape == (1, T, base.config.vocab_size)
     expected = ref[:, L + S - 1 : L + S - 1 + T]
-    assert (out.logits - expected).abs().max().item() < TOL
+    assert max_error(out.logits, expected) < TOL
 
 
 def test_random_prefix_changes_the_output():
@@ -72,10 +74,10 @@ def test_prefix_without_position_offset_matches_transformers_cache():
             attention_mask=torch.ones(1, L + S + T, dtype=torch.long),
             position_ids=torch.arange(S + T)[None],
         ).logits
-    assert (run(pm).logits - ref[:, S - 1 : S - 1 + T]).abs().max().item() < TOL
+    assert max_error(run(pm).logits, ref[:, S - 1 : S - 1 + T]) < TOL
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", sorted(DECODER_ONLY))
 def test_infix_equals_real_infix_tokens(family):
     """Infix: equals the base model on [x; q; sep; y] (x's last token, the separator, is read after q)."""
     base = DECODER_ONLY[family]()
@@ -84,7 +86,7 @@ def test_infix_equals_real_infix_tokens(family):
     kv, ref = real_kv(pm, slice(S - 1, S - 1 + L), input_ids=sequence)
     pm.set_prefix(kv)
     out = run(pm)
-    assert (out.logits - ref[:, S - 1 + L : S - 1 + L + T]).abs().max().item() < TOL
+    assert max_error(out.logits, ref[:, S - 1 + L : S - 1 + L + T]) < TOL
 
 
 def test_infix_is_invisible_to_the_source():
@@ -102,7 +104,7 @@ def test_infix_is_invisible_to_the_source():
         assert torch.equal(captured_runs[0][slot], captured_runs[1][slot])
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", sorted(DECODER_ONLY))
 @pytest.mark.parametrize("placement", ["prefix", "infix"])
 def test_embedding_only_equals_real_token_embeddings(family, placement):
     base = DECODER_ONLY[family]()
@@ -114,30 +116,33 @@ def test_embedding_only_equals_real_token_embeddings(family, placement):
         sequence = torch.cat([X[:, :-1], P, X[:, -1:], Y], 1)
     with torch.no_grad():
         ref = base(input_ids=sequence).logits
-    assert (run(pm).logits - ref[:, -T - 1 : -1]).abs().max().item() < TOL
+    assert max_error(run(pm).logits, ref[:, -T - 1 : -1]) < TOL
 
 
-def test_bart_three_prefix_sets_equal_real_tokens():
+@pytest.mark.parametrize("family", sorted(ENCODER_DECODER))
+def test_encoder_decoder_three_prefix_sets_equal_real_tokens(family):
     """Encoder prefix = encoder on [p; x]; decoder self-attention prefix = decoder on [p; y]; cross-attention
-    prefix = extra encoder states (the encoder outputs of p)."""
-    base = bart()
+    prefix = extra encoder states (the encoder outputs of p). With position_offset=True x and y sit after p:
+    shifted learned positions (BART), or relative position bias columns for p as real tokens at 0..L-1 (T5)."""
+    base = ENCODER_DECODER[family]()
     pm = PrefixModel(base, PrefixConfig(length=L, reparam="none", position_offset=True))
     assert set(pm.layouts) == {"encoder", "decoder", "cross"}
     start = torch.tensor([[base.config.decoder_start_token_id]])
     decoder_inputs = torch.cat([P, start, Y[:, :-1]], 1)
     kv, ref = real_kv(pm, slice(0, L), input_ids=torch.cat([P, X], 1), decoder_input_ids=decoder_inputs)
     pm.set_prefix(kv)
-    assert (run(pm).logits - ref[:, L:]).abs().max().item() < TOL
+    assert max_error(run(pm).logits, ref[:, L:]) < TOL
 
 
-def test_bart_embedding_prefix_equals_real_encoder_tokens():
-    base = bart()
+@pytest.mark.parametrize("family", sorted(ENCODER_DECODER))
+def test_encoder_decoder_embedding_prefix_equals_real_encoder_tokens(family):
+    base = ENCODER_DECODER[family]()
     pm = PrefixModel(base, PrefixConfig(length=L, depth="embedding", reparam="none"))
     pm.set_prefix({"embedding": base.get_encoder().embed_tokens(P)[0]})
     start = torch.tensor([[base.config.decoder_start_token_id]])
     with torch.no_grad():
         ref = base(input_ids=torch.cat([P, X], 1), decoder_input_ids=torch.cat([start, Y[:, :-1]], 1)).logits
-    assert (run(pm).logits - ref).abs().max().item() < TOL
+    assert max_error(run(pm).logits, ref) < TOL
 
 
 def test_bart_default_keeps_positions_at_zero():
@@ -153,27 +158,67 @@ def test_bart_default_keeps_positions_at_zero():
     assert (run(pm).logits - run(shifted).logits).abs().max().item() > 1e-3
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def recorded_position_biases(call, monkeypatch) -> dict[tuple[str, int], torch.Tensor]:
+    """Run `call()` and return the position bias each attention slot handed to sdpa."""
+    seen = {}
+
+    def recording_sdpa(module, query, key, value, attention_mask, **kwargs):
+        seen[module._prefixlab_slot] = kwargs["position_bias"]
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    monkeypatch.setattr(injection, "sdpa_attention_forward", recording_sdpa)
+    with torch.no_grad():
+        call()
+    monkeypatch.undo()
+    return seen
+
+
+@pytest.mark.parametrize("family", sorted(T5_FAMILY))
+def test_t5_virtual_tokens_get_no_position_bias_by_default(family, monkeypatch):
+    """T5 default (position_offset False, as BART's): the virtual columns get zero relative-position bias in
+    every layer of every set, and the real columns keep exactly the bias the model computes without a prefix.
+    With position_offset=True the self-attention virtual columns are biased (as real tokens at 0..L-1)."""
+    base = T5_FAMILY[family]()
+    default = PrefixModel(base, PrefixConfig(length=L, reparam="none"))
+    shifted = PrefixModel(base, PrefixConfig(length=L, reparam="none", position_offset=True))
+    decoder_inputs = torch.cat([torch.tensor([[base.config.decoder_start_token_id]]), Y[:, :-1]], 1)
+    plain = recorded_position_biases(lambda: base(input_ids=X, decoder_input_ids=decoder_inputs), monkeypatch)
+    zero = recorded_position_biases(lambda: run(default), monkeypatch)
+    offset = recorded_position_biases(lambda: run(shifted), monkeypatch)
+    assert len(plain) == len(zero) == len(offset) == 3 * 2
+    for slot, bias in zero.items():
+        assert bias.shape[-1] == plain[slot].shape[-1] + L
+        assert torch.equal(bias[..., L:], plain[slot])
+        assert torch.equal(offset[slot][..., L:], plain[slot])
+        assert not bias[..., :L].any(), slot
+        if slot[0] == "cross":  # T5's cross-attention has no relative bias
+            assert not offset[slot][..., :L].any(), slot
+        else:
+            assert offset[slot][..., :L].abs().min().item() > 0, slot
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3", "bart", "t5"])
 def test_eager_kernel_gives_the_same_result(family):
-    base_sdpa, base_eager = DECODER_ONLY[family](), DECODER_ONLY[family](attn="eager")
+    build = {**DECODER_ONLY, **ENCODER_DECODER}[family]
+    base_sdpa, base_eager = build(), build(attn="eager")
     outs = []
     for base in (base_sdpa, base_eager):
         pm = PrefixModel(base, PrefixConfig(length=L, reparam="none"))
         torch.manual_seed(3)
-        pm.set_prefix({"decoder": torch.randn(L, pm.layouts["decoder"].width)})
+        pm.set_prefix({name: torch.randn(L, layout.width) for name, layout in pm.layouts.items()})
         x = torch.tensor([[10, 11, 12, 0], [13, 14, 15, 16]])
         m = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
         outs.append(
             pm(source_ids=x, source_mask=m, target_ids=Y.repeat(2, 1), target_mask=ones(Y.repeat(2, 1)))
         )
-    assert (outs[0].logits - outs[1].logits).abs().max().item() < TOL
+    assert max_error(outs[0].logits, outs[1].logits) < TOL
 
 
-@pytest.mark.parametrize("placement", ["prefix", "infix"])
-def test_padded_batch_equals_examples_one_at_a_time(placement):
+@pytest.mark.parametrize("family,placement", [("llama", "prefix"), ("llama", "infix"), ("t5", "prefix")])
+def test_padded_batch_equals_examples_one_at_a_time(family, placement):
     """Right-padded sources and targets in a batch give each example's own logits and loss."""
-    base = llama()
-    pm = PrefixModel(base, PrefixConfig(length=L, placement=placement, reparam="mlp"))
+    base = {"llama": llama, "t5": t5}[family]()
+    pm = PrefixModel(base, PrefixConfig(length=L, placement=placement, reparam="mlp", init_std=0.5))
     xs = [torch.tensor([10, 11, 12, 13, 14]), torch.tensor([15, 16])]
     ys = [torch.tensor([20, 21]), torch.tensor([22, 23, 24, 25])]
     source = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
@@ -191,6 +236,6 @@ def test_padded_batch_equals_examples_one_at_a_time(placement):
         total = 0.0
         for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
             single = run(pm, x[None], y[None])
-            assert (batch.logits[i, : len(y)] - single.logits[0]).abs().max().item() < TOL
+            assert max_error(batch.logits[i, : len(y)], single.logits[0]) < TOL
             total += single.loss.item() * len(y)
     assert abs(batch.loss.item() - total / 2) < 1e-4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import DECODER_ONLY, bart, llama
+from tiny_models import DECODER_ONLY, ENCODER_DECODER, llama, t5
 from transformers import GenerationConfig
 
 from prefixlab import PrefixConfig, PrefixModel
@@ -29,7 +29,7 @@ def generation(**kwargs) -> GenerationConfig:
 
 
 @pytest.mark.parametrize("decoding", sorted(DECODING))
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", sorted(DECODER_ONLY))
 def test_generate_equals_base_on_real_prompt(family, decoding):
     base = DECODER_ONLY[family]()
     pm = with_real_prefix(base)
@@ -43,10 +43,19 @@ def test_generate_equals_base_on_real_prompt(family, decoding):
         assert ours.shape[1] >= 2
 
 
-@pytest.mark.parametrize("placement,depth", [("prefix", "all"), ("infix", "all"), ("prefix", "embedding")])
+@pytest.mark.parametrize(
+    "family,placement,depth",
+    [
+        ("llama", "prefix", "all"),
+        ("llama", "infix", "all"),
+        ("llama", "prefix", "embedding"),
+        ("t5", "prefix", "all"),
+        ("t5", "prefix", "embedding"),
+    ],
+)
 @pytest.mark.parametrize("decoding", sorted(DECODING))
-def test_left_padded_batch_equals_one_at_a_time(placement, depth, decoding):
-    base = llama()
+def test_left_padded_batch_equals_one_at_a_time(family, placement, depth, decoding):
+    base = {"llama": llama, "t5": t5}[family]()
     pm = PrefixModel(
         base, PrefixConfig(length=L, placement=placement, depth=depth, reparam="mlp", init_std=0.5)
     )
@@ -66,11 +75,12 @@ def test_left_padded_batch_equals_one_at_a_time(placement, depth, decoding):
 
 
 @pytest.mark.parametrize("decoding", sorted(DECODING))
-def test_bart_generate_equals_base_with_real_prefixes(decoding):
-    """BART: the three prefix sets hold what the real tokens p compute in the context of x (the encoder is
+@pytest.mark.parametrize("family", sorted(ENCODER_DECODER))
+def test_encoder_decoder_generate_equals_base_with_real_prefixes(family, decoding):
+    """BART, T5: the three prefix sets hold what the real tokens p compute in the context of x (the encoder is
     bidirectional, so p's encoder states depend on x): decoding equals the base model on encoder input [p; x]
     and decoder input [p'; start]."""
-    base = bart()
+    base = ENCODER_DECODER[family]()
     pm = PrefixModel(base, PrefixConfig(length=L, reparam="none", position_offset=True))
     config = generation(**DECODING[decoding])
     start = torch.tensor([[base.config.decoder_start_token_id]])
@@ -87,3 +97,4 @@ def test_bart_generate_equals_base_with_real_prefixes(decoding):
             input_ids=encoder_inputs, decoder_input_ids=decoder_inputs, generation_config=config
         )
         assert ours.tolist() == theirs[:, L + 1 :].tolist()
+        assert ours.shape[1] >= 2

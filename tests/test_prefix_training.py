@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
-from tiny_models import bart, gpt2, llama
+from test_activation_checkpointing import loss_grads_and_saved_bytes
+from tiny_models import bart, gemma2, gpt2, llama, mistral, mt5, t5, ul2
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from prefixlab import PrefixConfig, PrefixModel
 
@@ -18,11 +22,19 @@ def batch() -> dict[str, torch.Tensor]:
     return {"source_ids": X, "source_mask": XM, "target_ids": Y, "target_mask": YM}
 
 
+# Sliding-window models get a 4-token window: every row here (4 virtual + up to 7 real tokens) outgrows it.
+gemma2_window4 = functools.partial(gemma2, window=4)
+mistral_window4 = functools.partial(mistral, window=4)
 CASES = {
     "gpt2-prefix-mlp": (gpt2, {"reparam": "mlp"}),
     "llama-infix-none": (llama, {"placement": "infix", "reparam": "none"}),
     "llama-embedding-mlp": (llama, {"depth": "embedding", "reparam": "mlp"}),
     "bart-prefix-mlp": (bart, {"reparam": "mlp"}),
+    "t5-prefix-mlp": (t5, {"reparam": "mlp"}),
+    "mt5-prefix-offset-none": (mt5, {"reparam": "none", "position_offset": True}),
+    "ul2-embedding-mlp": (ul2, {"depth": "embedding", "reparam": "mlp"}),
+    "gemma2-window4-prefix-mlp": (gemma2_window4, {"reparam": "mlp"}),
+    "mistral-window4-infix-none": (mistral_window4, {"placement": "infix", "reparam": "none"}),
 }
 
 
@@ -138,17 +150,55 @@ def test_token_init_from_text_uses_the_tokenizer():
         PrefixModel(gpt2(), PrefixConfig(length=2, init="tokens", init_text="table-to-text: hello"))
 
 
-def test_bfloat16_base_keeps_fp32_prefix_and_trains():
-    base = llama().to(torch.bfloat16)
+@pytest.mark.parametrize("build", [llama, t5, gemma2_window4], ids=["llama", "t5", "gemma2-window4"])
+def test_bfloat16_base_keeps_fp32_prefix_and_trains(build):
+    base = build().to(torch.bfloat16)
     pm = PrefixModel(base, PrefixConfig(length=3, mlp_hidden=16))
     assert all(p.dtype == torch.float32 for p in pm.prefix.parameters())
+    optimizer = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2)
     out = pm(**batch())
     assert out.logits.dtype == torch.bfloat16
     assert out.loss.dtype == torch.float32
     out.loss.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in pm.prefix.parameters())
+    optimizer.step()
+    moments = [t for state in optimizer.state.values() for t in state.values() if t.dim() > 0]
+    assert moments and all(t.dtype == torch.float32 for t in moments)  # AdamW's state stays float32 too
+    assert all(p.dtype == torch.bfloat16 for p in base.parameters())
     generated = pm.generate(source_ids=X, source_mask=XM, max_new_tokens=3, do_sample=False, pad_token_id=0)
     assert generated.shape == (2, 3)
+
+
+CHECKPOINTING = {
+    "t5-prefix": (t5, {}),
+    "mt5-prefix-offset": (mt5, {"position_offset": True}),
+    "gemma2-window4-prefix": (gemma2_window4, {}),
+    "mistral-window4-infix": (mistral_window4, {"placement": "infix"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECKPOINTING))
+def test_activation_checkpointing_gives_the_same_gradients(case):
+    """As tests/test_activation_checkpointing.py for BART and Llama: the same loss and gradients, the first
+    block recomputed in backward, fewer activations kept (the relative position bias and the sliding-window
+    masks are replayed with the blocks)."""
+    build, options = CHECKPOINTING[case]
+    torch.manual_seed(0)
+    model = PrefixModel(build(), PrefixConfig(length=3, mlp_hidden=16, **options))
+    model.train()
+    loss, grads, saved = loss_grads_and_saved_bytes(model)
+    calls = []
+    first_block = next(m for m in model.base.modules() if isinstance(m, GradientCheckpointingLayer))
+    first_linear = next(m for m in first_block.modules() if isinstance(m, torch.nn.Linear))
+    first_linear.register_forward_pre_hook(lambda *_: calls.append(1))
+    model.set_activation_checkpointing(True)
+    ckpt_loss, ckpt_grads, ckpt_saved = loss_grads_and_saved_bytes(model)
+    assert ckpt_loss == pytest.approx(loss, rel=1e-6)
+    assert ckpt_grads.keys() == grads.keys() and grads
+    for name in grads:
+        torch.testing.assert_close(ckpt_grads[name], grads[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert len(calls) == 2, "the first block ran once forward and once more in backward"
+    assert ckpt_saved < 0.5 * saved, (ckpt_saved, saved)
 
 
 def test_dropout_applies_only_in_training():

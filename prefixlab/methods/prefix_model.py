@@ -25,13 +25,16 @@ from torch import nn
 from prefixlab.methods.config import PrefixConfig, PrefixConfigError
 from prefixlab.methods.injection import (
     SetLayout,
+    UnsupportedModelError,
     attach,
     capturing,
     injecting,
+    relative_position_bias,
     restored,
     shiftable_position_embeddings,
     snapshot,
     stack_captured,
+    unsupported_reason,
 )
 from prefixlab.methods.parameters import PrefixParameters, as_key_values, from_key_values
 from prefixlab.methods.source_target import (
@@ -65,6 +68,8 @@ class PrefixModel(SourceTargetModel):
         for parameter in self.base.parameters():
             parameter.requires_grad_(False)
         self.base.eval()
+        if config.depth == "all" and (reason := unsupported_reason(self.base)) is not None:
+            raise UnsupportedModelError(reason)
         self._validate()
         self.position_offset = (
             (not self.is_encoder_decoder) if config.position_offset is None else config.position_offset
@@ -106,10 +111,11 @@ class PrefixModel(SourceTargetModel):
             and config.depth == "all"
             and config.position_offset
             and not shiftable_position_embeddings(self.base)
+            and not relative_position_bias(self.base)
         ):
             raise PrefixConfigError(
-                f"position_offset=True is not supported for {type(self.base).__name__} (no learned position "
-                "embeddings to shift); use position_offset=False."
+                f"position_offset=True is not supported for {type(self.base).__name__} (neither learned position "
+                "embeddings to shift nor a relative position bias); use position_offset=False."
             )
 
     def _init_token_ids(self, tokenizer: Any) -> list[int]:

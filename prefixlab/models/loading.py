@@ -25,6 +25,7 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
     attn_implementation: str | None = None,
+    device_map: str | Mapping[str, Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a model and its tokenizer by registry name or config.
 
@@ -35,6 +36,9 @@ def load_model(
         dtype: ``float32``, ``bfloat16`` or ``float16`` (a name or a torch dtype); None uses the config's
             ``dtype``, default float32.
         attn_implementation: None uses the config's ``attn_implementation``, default ``sdpa``.
+        device_map: None uses the config's ``device_map`` (default none: the whole model on ``device``);
+            ``"auto"`` (or any ``from_pretrained`` device map) spreads the layers over the visible GPUs (then
+            CPU) as they are loaded, and ``device`` is ignored. Hub and gguf loaders only.
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode on ``device`` and ``dtype``, parameters not frozen;
@@ -45,7 +49,9 @@ def load_model(
         ModelUnavailableError: the weights cannot be had here (hub unreachable, package missing).
     """
     spec = resolve_model_spec(cfg_or_name)
+    if device_map is not None:
+        spec = resolve_model_spec({**spec, "device_map": device_map})
     torch_dtype = resolve_dtype(dtype if dtype is not None else spec.get("dtype"))
     attn = attn_implementation or spec.get("attn_implementation") or DEFAULT_ATTN_IMPLEMENTATION
     model, tokenizer = LOADERS[spec["loader"]](spec, torch_dtype, attn)
-    return finalize(model, tokenizer, device, torch_dtype)
+    return finalize(model, tokenizer, device, torch_dtype, placed=spec.get("device_map") is not None)

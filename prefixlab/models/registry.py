@@ -22,6 +22,8 @@ OFFLINE_MODEL = "smollm2-135m"
 LOADERS = ("hub", "gguf", "tiny")
 FAMILIES = ("decoder_only", "encoder_decoder")
 DTYPES = ("float32", "bfloat16", "float16")
+#: Loaders that can place a model's layers on several devices as they load it (``device_map``).
+DEVICE_MAP_LOADERS = ("hub", "gguf")
 
 _COMMON_KEYS = ("name", "loader", "family")
 _LOADER_KEYS: dict[str, tuple[str, ...]] = {
@@ -32,8 +34,10 @@ _LOADER_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def conf_dir() -> Path:
-    """Return the repository's ``conf/`` folder (the repo root is the parent of the ``prefixlab`` package)."""
-    return Path(__file__).resolve().parents[2] / "conf"
+    """Return prefixlab's ``conf/`` folder (shipped inside the package; see ``prefixlab.resources``)."""
+    from prefixlab.resources import CONF_DIR
+
+    return CONF_DIR
 
 
 def model_conf_dir() -> Path:
@@ -96,6 +100,18 @@ def validate_model_spec(spec: Mapping[str, Any]) -> None:
     if spec.get("dtype") is not None:
         _require_choice(name, "dtype", spec["dtype"], DTYPES)
     _require_keys(spec, _LOADER_KEYS[spec["loader"]])
+    device_map = spec.get("device_map")
+    if device_map is not None:
+        if not isinstance(device_map, str | Mapping | DictConfig):
+            raise InvalidModelConfigError(
+                f"Model config {name!r}: device_map={device_map!r} must be null, a string such as 'auto', "
+                "or a mapping from module names to devices."
+            )
+        if spec["loader"] not in DEVICE_MAP_LOADERS:
+            raise InvalidModelConfigError(
+                f"Model config {name!r}: device_map is supported by the {' and '.join(DEVICE_MAP_LOADERS)} "
+                f"loaders, which read saved weights; the {spec['loader']!r} loader builds the model in memory."
+            )
 
 
 def _mapping_to_dict(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:

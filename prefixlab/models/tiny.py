@@ -73,8 +73,10 @@ def tiny_config(spec: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> Any
         eos_token_id=tokenizer.eos_token_id,
         **spec["config"],
     )
-    if spec["family"] == "encoder_decoder":
-        config.decoder_start_token_id = tokenizer.eos_token_id  # BART's convention
+    if spec["family"] == "encoder_decoder" and "decoder_start_token_id" not in spec["config"]:
+        config.decoder_start_token_id = (
+            tokenizer.eos_token_id
+        )  # BART's convention (T5's, pad, is set in its YAML)
         config.forced_eos_token_id = tokenizer.eos_token_id
     return config
 
