@@ -3,6 +3,8 @@
 prefixlab train model=smollm2-135m method.length=5        # same as prefixlab-train / python -m prefixlab.train
 prefixlab score --task e2e outputs.txt                    # one output per test source, in test-set order
 prefixlab report runs/demo --out results/demo             # figures, tables and a CSV from run folders
+prefixlab wandb-report runs/demo                          # a W&B Report of a study (or its JSON spec offline)
+prefixlab compare RUN_A RUN_B [--json]                    # paired tests of two runs on the same test items
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ def data_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_command(args: argparse.Namespace) -> int:
+    """Compare two runs (or two settings' seeds) on the same test items: intervals, differences, p-values."""
+    from prefixlab.stats.command import run_command
+
+    return run_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `prefixlab`."""
     parser = argparse.ArgumentParser(
@@ -74,7 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--data-dir", default=None, help="data root (default: $PREFIXLAB_DATA_DIR, then ./data)"
     )
+    from prefixlab.stats.command import __doc__ as compare_doc
+    from prefixlab.stats.command import add_arguments as add_compare_arguments
+
+    comparing = commands.add_parser(
+        "compare",
+        help="paired bootstrap / randomization tests of two runs (or seeds x items) on the same test items",
+        description=compare_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_compare_arguments(comparing)
     commands.add_parser("report", help="figures, tables and a CSV from run folders or W&B", add_help=False)
+    commands.add_parser(
+        "wandb-report", help="a W&B Report comparing a study's ablations (spec JSON offline)", add_help=False
+    )
     return parser
 
 
@@ -91,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         from prefixlab.report.cli import main as report_main
 
         return report_main(argv[1:])
+    if argv and argv[0] == "wandb-report":
+        from prefixlab.report.wandb_report import main as wandb_report_main
+
+        return wandb_report_main(argv[1:])
     args = build_parser().parse_args(argv)
     from prefixlab.metrics import MetricBackendError, MetricInputError
     from prefixlab.tasks import DataFormatError, DataNotFoundError
 
-    command = {"score": score_command, "data": data_command}[args.command]
+    command = {"score": score_command, "data": data_command, "compare": compare_command}[args.command]
     try:
         return command(args)
     except (DataNotFoundError, DataFormatError, MetricInputError, MetricBackendError) as error:

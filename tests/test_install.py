@@ -41,7 +41,7 @@ def test_the_installed_copy_composes_the_demo_preset_from_another_folder(wheel, 
         "import prefixlab, prefixlab.resources as r\n"
         "from hydra import compose, initialize_config_dir\n"
         "from prefixlab.run_config import parse_run_config\n"
-        "assert prefixlab.__file__.startswith(r'%s'), prefixlab.__file__\n"
+        "assert prefixlab.__file__.startswith(r'{site}'), prefixlab.__file__\n"
         "assert not r.CONF_DIR.is_symlink() and (r.CONF_DIR / 'train.yaml').is_file()\n"
         "with initialize_config_dir(config_dir=str(r.CONF_DIR), version_base='1.3'):\n"
         "    cfg = compose('train', overrides=['experiment=demo', 'variant=EMB-5'])\n"
@@ -49,7 +49,7 @@ def test_the_installed_copy_composes_the_demo_preset_from_another_folder(wheel, 
         "from prefixlab.report.paper import experiments_dir\n"
         "assert (experiments_dir() / 'e2e_main' / 'paper.csv').is_file()\n"
         "print(config.study, config.label, config.model['name'])\n"
-    ) % site
+    ).replace("{site}", str(site))
     env = {**os.environ, "PYTHONPATH": str(site)}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True

@@ -69,7 +69,9 @@ def test_every_distinct_grid_point_runs_one_step_on_a_tiny_model(preset, tmp_pat
         overrides = [f"experiment={preset}", *point, f"model={TINY[family]}", "task.source=auto", *ONE_STEP]
         cfg = _compose(overrides)
         if cfg.task.max_source_tokens:
-            cfg.task.max_source_tokens = 32  # the tiny models' positions; the preset's value is validated above
+            cfg.task.max_source_tokens = (
+                32  # the tiny models' positions; the preset's value is validated above
+            )
         record = run_job(cfg, tmp_path / preset / ",".join(point), progress=False)
         assert record["status"] == "complete", point
         assert record["evaluation"]["sources_decoded"] == 1

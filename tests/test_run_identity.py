@@ -81,7 +81,10 @@ def test_a_relaunch_with_a_changed_preset_stops_before_loading_and_recompute_mov
     first = train_cli(*args, runs=runs)
     assert first.returncode == 0, first.stderr[-3000:]
     folders = sorted(p.parent for p in (runs / "mine").glob("*/metrics.json"))
-    assert len(folders) == 2 and ["method.length=2" in folders[0].name, "method.length=3" in folders[1].name] == [
+    assert len(folders) == 2 and [
+        "method.length=2" in folders[0].name,
+        "method.length=3" in folders[1].name,
+    ] == [
         True,
         True,
     ]

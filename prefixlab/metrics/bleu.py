@@ -19,7 +19,13 @@ from sacrebleu.metrics import BLEU
 
 from prefixlab.metrics.mteval_text import mteval_normalize
 
-__all__ = ["BleuResult", "corpus_bleu", "reference_streams"]
+__all__ = [
+    "BleuResult",
+    "corpus_bleu",
+    "mteval_bleu",
+    "mteval_bleu_inputs",
+    "reference_streams",
+]
 
 
 @dataclass(frozen=True)
@@ -44,17 +50,34 @@ def reference_streams(references: list[list[str]]) -> list[list[str | None]]:
     return [[group[k] if k < len(group) else None for group in references] for k in range(n_streams)]
 
 
-def corpus_bleu(outputs: list[str], references: list[list[str]]) -> BleuResult:
-    """Multi-reference corpus BLEU (0..1) exactly as mteval-v13a-sig.pl in the E2E script.
+def mteval_bleu(references: list[list[str | None]] | None = None) -> BLEU:
+    """The sacrebleu BLEU object configured as mteval-v13a (13a tokens, "exp" smoothing, no lowercasing).
 
-    Inputs must already be validated (see `prefixlab.metrics.validation`).
+    Feed it the text of `mteval_bleu_inputs` (lowercased A-Z already); ``references`` (streams) are
+    cached by sacrebleu for repeated scoring, e.g. in its paired tests.
     """
-    metric = BLEU(lowercase=False, tokenize="13a", smooth_method="exp")
+    return BLEU(lowercase=False, tokenize="13a", smooth_method="exp", references=references)
+
+
+def mteval_bleu_inputs(
+    outputs: list[str], references: list[list[str]]
+) -> tuple[list[str], list[list[str | None]]]:
+    """Outputs and reference streams normalised as mteval does, ready for `mteval_bleu` (or sacrebleu's tests)."""
     hyps = [mteval_normalize(out) for out in outputs]
     streams = [
         [None if ref is None else mteval_normalize(ref) for ref in stream]
         for stream in reference_streams(references)
     ]
+    return hyps, streams
+
+
+def corpus_bleu(outputs: list[str], references: list[list[str]]) -> BleuResult:
+    """Multi-reference corpus BLEU (0..1) exactly as mteval-v13a-sig.pl in the E2E script.
+
+    Inputs must already be validated (see `prefixlab.metrics.validation`).
+    """
+    metric = mteval_bleu()
+    hyps, streams = mteval_bleu_inputs(outputs, references)
     result = metric.corpus_score(hyps, streams)
     signature = metric.get_signature()
     signature.info["case"] = "lc-ascii"  # we lowercased A-Z ourselves, as mteval does

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pycocoevalcap.cider.cider import Cider
@@ -31,7 +31,17 @@ from pycocoevalcap.tokenizer import ptbtokenizer
 
 from prefixlab.metrics.errors import MetricBackendError
 
-__all__ = ["JAVA_FIX", "coco_scores", "meteor_scorer", "ptb_tokenize", "require_java"]
+__all__ = [
+    "COCO_METRICS",
+    "JAVA_FIX",
+    "coco_item_statistics",
+    "coco_scores",
+    "meteor_scorer",
+    "ptb_tokenize",
+    "require_java",
+]
+
+COCO_METRICS: tuple[str, ...] = ("METEOR", "ROUGE_L", "CIDEr")
 
 JAVA_FIX = (
     "install a Java runtime (JRE 8 or newer) and put `java` on PATH, "
@@ -154,3 +164,80 @@ def coco_scores(
     rouge_l, _ = Rouge().compute_score(gts, res)
     cider, _ = Cider().compute_score(gts, res)
     return {"METEOR": _meteor(meteor, gts, res), "ROUGE_L": float(rouge_l), "CIDEr": float(cider)}
+
+
+def _meteor_statistics(
+    scorer: Meteor, gts: dict[int, list[str]], res: dict[int, list[str]]
+) -> tuple[float, list[list[float]]]:
+    """METEOR's corpus score and each segment's sufficient statistics, as ``Meteor.compute_score`` gets them.
+
+    The same jar protocol as pycocoevalcap's ``compute_score`` (one ``SCORE`` line per segment, then one
+    ``EVAL`` line over all their statistics), keeping the statistics: 23 numbers per segment (lengths,
+    function words, content/function matches of the four stages, chunks, word matches).
+    """
+    stat_lines: list[str] = []
+    scorer.lock.acquire()
+    try:
+        try:
+            for i in gts:
+                stat_lines.append(scorer._stat(res[i][0], gts[i]))
+            scorer.meteor_p.stdin.write(("EVAL ||| " + " ||| ".join(stat_lines) + "\n").encode())
+            scorer.meteor_p.stdin.flush()
+            for _ in gts:
+                float(scorer.meteor_p.stdout.readline().strip())
+            score = float(scorer.meteor_p.stdout.readline().strip())
+        except (ValueError, OSError) as exc:
+            code = scorer.meteor_p.poll()
+            raise MetricBackendError(
+                f"METEOR (Java) stopped unexpectedly (exit status {code}): {exc}"
+            ) from exc
+    finally:
+        scorer.lock.release()
+    return score, [[float(x) for x in line.split()] for line in stat_lines]
+
+
+def coco_item_statistics(
+    systems: Sequence[list[str]],
+    references: list[list[str]],
+    meteor: Meteor | None = None,
+    metrics: Sequence[str] = COCO_METRICS,
+) -> list[dict[str, tuple[float, list[float] | list[list[float]]]]]:
+    """Per-MR scores behind METEOR, ROUGE_L and CIDEr for several systems on the same references.
+
+    For each system (a list of outputs, one per MR) returns ``{metric: (corpus score, per-MR values)}``
+    with the corpus score exactly as `coco_scores` computes it. ROUGE_L and CIDEr: the per-MR scores
+    (the corpus score is their mean; CIDEr's document frequencies come from all MRs' references).
+    METEOR: the per-MR sufficient statistics of the jar (its corpus score is computed from their sums,
+    not the mean of segment scores). References are tokenized once; the outputs of all systems in one
+    call. Inputs must already be validated; ``meteor`` as in `coco_scores`.
+    """
+    unknown = sorted(set(metrics) - set(COCO_METRICS))
+    if unknown:
+        raise ValueError(f"unknown COCO metrics {unknown}; known: {list(COCO_METRICS)}")
+    if "METEOR" in metrics and meteor is None:
+        with meteor_scorer() as scorer:
+            return coco_item_statistics(systems, references, scorer, metrics)
+    tok_flat_refs = ptb_tokenize([ref for group in references for ref in group])
+    gts: dict[int, list[str]] = {}
+    start = 0
+    for i, group in enumerate(references):
+        gts[i] = tok_flat_refs[start : start + len(group)]
+        start += len(group)
+    tok_all = ptb_tokenize([out for outputs in systems for out in outputs])
+    results: list[dict[str, tuple[float, list[float] | list[list[float]]]]] = []
+    offset = 0
+    for outputs in systems:
+        res = {i: [out] for i, out in enumerate(tok_all[offset : offset + len(outputs)])}
+        offset += len(outputs)
+        result: dict[str, tuple[float, list[float] | list[list[float]]]] = {}
+        if "ROUGE_L" in metrics:
+            score, per_item = Rouge().compute_score(gts, res)
+            result["ROUGE_L"] = (float(score), [float(x) for x in per_item])
+        if "CIDEr" in metrics:
+            score, per_item = Cider().compute_score(gts, res)
+            result["CIDEr"] = (float(score), [float(x) for x in per_item])
+        if "METEOR" in metrics:
+            assert meteor is not None
+            result["METEOR"] = _meteor_statistics(meteor, gts, res)
+        results.append(result)
+    return results

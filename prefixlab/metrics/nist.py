@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prefixlab.metrics.errors import MetricInputError
@@ -36,6 +37,7 @@ __all__ = [
     "NistResult",
     "corpus_nist",
     "ngram_information",
+    "nist_item_statistics",
     "nist_length_penalty",
 ]
 
@@ -128,3 +130,42 @@ def corpus_nist(outputs: list[str], references: list[list[str]], max_n: int = NI
     ref_len = ref_words / avg_refs_per_segment
     penalty = nist_length_penalty(sys_ngrams[1] / ref_len)
     return NistResult(score=score * penalty, brevity_penalty=penalty, sys_len=sys_ngrams[1], ref_len=ref_len)
+
+
+def nist_item_statistics(
+    systems: Sequence[list[str]], references: list[list[str]], max_n: int = NIST_MAX_NGRAM
+) -> list[list[list[float]]]:
+    """Per-segment NIST statistics of each system, one row per output, whose column sums give `corpus_nist`.
+
+    ``systems``: one list of outputs per system, all against ``references``. Row: ``[credited information
+    of order 1..max_n, system n-grams of order 1..max_n, reference words, non-empty references]``. The
+    score is ``sum_n credited_n / max(1, sys_n)`` times the length penalty of ``sys_1 / (ref_words /
+    (non_empty_refs / segments))``, as `corpus_nist` computes it from the same sums (up to floating-point
+    summation order). The information weights come from the references of all segments given here.
+    Inputs must already be validated.
+    """
+    tok_refs = [[mteval_tokenize(ref) for ref in group] for group in references]
+    info = ngram_information(tok_refs, max_n)
+    segment_refs: list[tuple[dict[Ngram, int], float, float]] = []
+    for group in tok_refs:
+        max_ref_counts: dict[Ngram, int] = {}
+        for ref in group:
+            for ngram, count in _ngram_counts(ref, max_n).items():
+                if count > max_ref_counts.get(ngram, 0):
+                    max_ref_counts[ngram] = count
+        segment_refs.append(
+            (max_ref_counts, float(sum(len(r) for r in group)), float(sum(bool(r) for r in group)))
+        )
+    result: list[list[list[float]]] = []
+    for outputs in systems:
+        rows: list[list[float]] = []
+        for output, (max_ref_counts, ref_words, nonempty) in zip(outputs, segment_refs, strict=True):
+            tokens = mteval_tokenize(output)
+            credited = [0.0] * max_n
+            for ngram, count in _ngram_counts(tokens, max_n).items():
+                if ngram in max_ref_counts:
+                    credited[len(ngram) - 1] += info[ngram] * min(count, max_ref_counts[ngram])
+            sys_ngrams = [float(max(len(tokens) - n + 1, 0)) for n in range(1, max_n + 1)]
+            rows.append([*credited, *sys_ngrams, ref_words, nonempty])
+        result.append(rows)
+    return result

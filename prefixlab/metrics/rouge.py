@@ -17,7 +17,7 @@ from rouge_score import rouge_scorer
 
 from prefixlab.metrics.validation import check_outputs, check_single_or_multi_references
 
-__all__ = ["ROUGE_KEYS", "score_rouge"]
+__all__ = ["ROUGE_KEYS", "rouge_item_scores", "score_rouge"]
 
 ROUGE_KEYS: dict[str, str] = {
     "rouge1": "ROUGE_1",
@@ -54,3 +54,22 @@ def score_rouge(
         for rouge_type in ROUGE_KEYS:
             totals[rouge_type] += max(scores[rouge_type].fmeasure for scores in per_ref)
     return {key: 100.0 * totals[rouge_type] / len(outputs) for rouge_type, key in ROUGE_KEYS.items()}
+
+
+def rouge_item_scores(
+    outputs: list[str], references: list[str] | list[list[str]], *, use_stemmer: bool = True
+) -> dict[str, list[float]]:
+    """Each document's ROUGE F-measures (0..1, best reference per type), as `score_rouge` averages them.
+
+    ``100 * sum(scores[key]) / len(outputs)``, summed in order, is `score_rouge`'s value for ``key``.
+    Same arguments and errors as `score_rouge`.
+    """
+    outputs = check_outputs(outputs)
+    groups = check_single_or_multi_references(references, len(outputs))
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=use_stemmer)
+    scores: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS.values()}
+    for output, group in zip(outputs, groups, strict=True):
+        per_ref = [scorer.score(ref, output) for ref in group]
+        for rouge_type, key in ROUGE_KEYS.items():
+            scores[key].append(max(s[rouge_type].fmeasure for s in per_ref))
+    return scores
