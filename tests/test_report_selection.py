@@ -1,0 +1,51 @@
+"""Fair model selection: each row keeps the learning rate that is best on validation, never on test."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from prefixlab.report.selection import select_on_validation
+from prefixlab.report.tables import e2e_main_table
+
+
+def runs() -> pd.DataFrame:
+    rows = []
+    # fine-tune: lr 1e-4 is best on validation, 1e-3 would be best on test (a trap for test-set selection)
+    for lr, val, test in [(1e-4, 1.0, 0.60), (1e-3, 2.0, 0.70), (1e-5, 1.5, 0.50)]:
+        for seed in (0, 1):
+            rows.append({"label": "fine-tune", "seed": seed, "trainer.lr": lr, "validation.val_loss": val + seed / 100,
+                         "test.BLEU": test, "task.name": "e2e", "method.kind": "finetune", "metric_suite": "e2e",
+                         "training.best_metric": "val_loss", "training.seconds_per_step": 3.0,
+                         "system.peak_memory_bytes": 3 * 2**30, "parameters.trainable_parameters": 100})  # fmt: skip
+    for seed in (0, 1):  # one lr only: kept as it is
+        rows.append({"label": "PREFIX-10", "seed": seed, "trainer.lr": 1e-3, "validation.val_loss": 1.2,
+                     "test.BLEU": 0.65, "task.name": "e2e", "method.kind": "prefix", "metric_suite": "e2e",
+                     "training.best_metric": "val_loss", "training.seconds_per_step": 2.0,
+                     "system.peak_memory_bytes": 2**30, "parameters.trainable_parameters": 10})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_each_row_keeps_the_learning_rate_best_on_validation():
+    kept, choices = select_on_validation(runs())
+    assert sorted(kept[kept["label"] == "fine-tune"]["trainer.lr"].unique()) == [1e-4]
+    assert len(kept[kept["label"] == "PREFIX-10"]) == 2
+    (choice,) = choices
+    assert (choice.label, choice.lr, choice.metric) == ("fine-tune", 1e-4, "val_loss")
+    assert "lr 0.0001 chosen on mean val_loss" in choice.describe()
+
+
+def test_a_generation_metric_is_maximized():
+    frame = runs().assign(**{"training.best_metric": "val_BLEU"})
+    frame["validation.val_BLEU"] = -frame["validation.val_loss"]  # best = highest
+    kept, (choice,) = select_on_validation(frame)
+    assert choice.lr == 1e-4 and choice.metric == "val_BLEU"
+
+
+def test_the_methods_table_reports_only_the_chosen_runs_with_their_costs():
+    table = e2e_main_table(runs(), missing="omit")
+    row = table.numeric[table.numeric["row"] == "fine-tune"].iloc[0]
+    assert row["n"] == 2 and abs(row["BLEU mean"] - 60.0) < 1e-9  # the 1e-4 runs only, x100
+    assert any("fine-tune: lr 0.0001 chosen" in note for note in table.notes)
+    assert "s / step" in table.display.columns and "peak MiB" in table.display.columns
+    prefix = table.display[table.display["row"] == "PREFIX-10"].iloc[0]
+    assert prefix["peak MiB"] == "1024"
