@@ -229,6 +229,17 @@ def report_study(
         artifacts += write_custom_figures(
             collection.frame, out, args.x, metrics, args.group, baseline=args.baseline, formats=formats
         )
+    if experiment and not args.from_csv:
+        from prefixlab.report.claims import write_claims
+        from prefixlab.report.figures import suite_of
+        from prefixlab.suites import SUITES
+
+        suite = SUITES.get(suite_of(collection.frame) or "")
+        claims = write_claims(out, study, experiment, collection.frame, dict(suite.scale) if suite else {})
+        if claims is not None:
+            artifacts.append(
+                Artifact(claims, "the paper's claims (experiments/<name>/claims.csv) with computed verdicts")
+            )
     artifacts.append(Artifact(write_readme(out, study, collection, artifacts, argv), "this file"))
     return artifacts
 

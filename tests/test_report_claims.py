@@ -1,0 +1,97 @@
+"""The paper's claims as data: every claims.csv parses and names rows and metrics that exist; verdicts come
+from the seeds x items multi-bootstrap (holds / not distinguishable / reversed)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from prefixlab.report.claims import Claim, decide, load_claims, to_markdown, verdicts
+from prefixlab.report.collect import collect_runs
+from prefixlab.resources import EXPERIMENTS_DIR
+from prefixlab.suites import SUITES
+
+WORDS = [
+    "the",
+    "council",
+    "said",
+    "a",
+    "new",
+    "plan",
+    "for",
+    "the",
+    "city",
+    "centre",
+    "would",
+    "bring",
+    "jobs",
+    "homes",
+    "and",
+    "shops",
+    "to",
+    "the",
+    "area",
+]
+
+
+def references(n: int = 40) -> list[str]:
+    rng = random.Random(0)
+    return [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(n)]
+
+
+def write_run(root, label, seed, outputs, refs):
+    run = root / f"label={label},seed={seed}"
+    run.mkdir(parents=True)
+    (run / "generations.jsonl").write_text(
+        "".join(
+            json.dumps({"source": f"doc {i}", "output": o, "references": [r]}) + "\n"
+            for i, (o, r) in enumerate(zip(outputs, refs, strict=True))
+        )  # fmt: skip
+    )
+    record = {"status": "complete", "study": "claims", "label": label, "metric_suite": "rouge",
+              "primary_metric": "ROUGE_2", "config": {"seed": seed, "label": label, "task": {"name": "xsum"}},
+              "metrics": {"test": {"ROUGE_2": 0.0}}}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("experiment", sorted(p.parent.name for p in EXPERIMENTS_DIR.glob("*/claims.csv")))
+def test_every_claims_file_parses_with_known_metrics(experiment):
+    claims = load_claims(experiment)
+    assert claims
+    metrics = {m for s in SUITES.values() for m in s.metrics}
+    assert all(c.metric in metrics and c.a != c.b and c.source for c in claims)
+
+
+def test_verdicts_hold_reverse_or_cannot_tell(tmp_path):
+    refs = references()
+    rng = random.Random(1)
+    for seed in (0, 1, 2):
+        write_run(tmp_path, "copy", seed, refs, refs)  # copies the reference
+        noisy = [" ".join(w if rng.random() < 0.5 else "x" for w in r.split()) for r in refs]
+        write_run(tmp_path, "noisy", seed, noisy, refs)
+        write_run(tmp_path, "constant", seed, ["the council"] * len(refs), refs)
+    frame = collect_runs(tmp_path).frame
+    claims = [
+        Claim("copy beats constant", "copy", "constant", ">", "ROUGE_2", "test"),
+        Claim("constant beats copy", "constant", "copy", ">", "ROUGE_2", "test"),
+        Claim("copy equals copy", "copy", "copy", "=", "ROUGE_2", "test"),
+        Claim("copy equals constant", "copy", "constant", "=", "ROUGE_1", "test"),
+        Claim("copy beats a row nobody ran", "copy", "missing", ">", "ROUGE_2", "test"),
+    ]
+    results = verdicts(frame, claims, n_samples=300)
+    assert [r.verdict for r in results] == [
+        "holds", "reversed", "holds (not distinguishable)", "does not hold", "not run",
+    ]  # fmt: skip
+    assert results[0].p_value < 0.01 and results[0].low > 0 and results[0].seeds == (3, 3)
+    assert results[2].difference == 0 and results[2].p_value == 1
+    text = to_markdown("claims", results, {})
+    assert "**holds**" in text and "**reversed**" in text and "| copy beats a row nobody ran |" in text
+
+
+def test_decide_on_the_interval():
+    assert decide(">", 0.1, 0.3) == "holds"
+    assert decide(">", -0.1, 0.3) == "not distinguishable"
+    assert decide(">", -0.3, -0.1) == "reversed"
+    assert decide("=", -0.1, 0.3) == "holds (not distinguishable)"
