@@ -150,18 +150,23 @@ def test_two_spellings_of_one_config_in_a_study_run_once(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------ memory
 def test_peak_memory_is_measured_per_job_not_per_process():
-    import torch
-
-    from prefixlab.memory import JobMemory
-
-    big = bytearray(400 * 2**20)  # a 400 MiB peak before the job (an earlier job of the same worker)
-    big[::4096] = b"x" * len(big[::4096])
-    del big
-    memory = JobMemory(torch.device("cpu"))
-    report = memory.report()
-    assert "since the job started" in report["peak_memory_measure"]
-    assert report["peak_memory_bytes"] - report["start_bytes"] < 100 * 2**20
-    small = bytearray(200 * 2**20)
-    small[::4096] = b"y" * len(small[::4096])
-    assert memory.report()["peak_memory_bytes"] - report["start_bytes"] >= 190 * 2**20
-    del small
+    """In a fresh process (so that the allocator's state is known): a 400 MiB peak before the job (an earlier
+    job of the same worker) is not the job's; a 200 MiB allocation during the job is."""
+    code = """
+import json, torch
+from prefixlab.memory import JobMemory
+big = bytearray(400 * 2**20); big[::4096] = b"x" * len(big[::4096]); del big
+memory = JobMemory(torch.device("cpu"))
+before = memory.report()
+small = bytearray(200 * 2**20); small[::4096] = b"y" * len(small[::4096])
+print(json.dumps({"before": before, "after": memory.report()}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    reports = json.loads(result.stdout.strip().splitlines()[-1])
+    before, after = reports["before"], reports["after"]
+    assert "since the job started" in before["peak_memory_measure"]
+    assert (
+        before["peak_memory_bytes"] - before["start_bytes"] < 100 * 2**20
+    )  # the earlier 400 MiB peak is gone
+    assert after["peak_memory_bytes"] - before["start_bytes"] >= 190 * 2**20
