@@ -36,6 +36,7 @@ from prefixlab.stats.resampling import (
     DEFAULT_SEED,
     Interval,
     bootstrap_counts,
+    comparison_fields,
     percentile_interval,
     percentile_p_value,
     rng_for,
@@ -66,14 +67,7 @@ class MultiBootstrapResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``a``, ``b``, ``difference``, ``ci95`` (of the difference), ``p_value`` and details."""
-        return {
-            "a": self.a.estimate,
-            "b": self.b.estimate,
-            "difference": self.difference.estimate,
-            "ci95": self.difference.bounds(),
-            "p_value": self.p_value,
-            "a_ci95": self.a.bounds(),
-            "b_ci95": self.b.bounds(),
+        return comparison_fields(self.a, self.b, self.difference, self.p_value) | {
             "test": "multi-bootstrap",
             "samples": self.n_samples,
             "seeds_a": self.n_seeds_a,

@@ -10,6 +10,7 @@ so that the resampled sums of per-item statistics are one matrix product.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -87,3 +88,17 @@ def percentile_p_value(replicated_differences: np.ndarray) -> float:
     at_most = int(np.sum(replicated_differences <= 0))
     at_least = int(np.sum(replicated_differences >= 0))
     return min(1.0, 2 * (1 + min(at_most, at_least)) / (1 + len(replicated_differences)))
+
+
+def comparison_fields(a: Interval, b: Interval, difference: Interval, p_value: float) -> dict[str, Any]:
+    """The JSON keys every comparison shares: ``a``, ``b``, ``difference`` (a minus b), ``ci95`` (of the
+    difference), ``p_value``, and each side's own interval."""
+    return {
+        "a": a.estimate,
+        "b": b.estimate,
+        "difference": difference.estimate,
+        "ci95": difference.bounds(),
+        "p_value": p_value,
+        "a_ci95": a.bounds(),
+        "b_ci95": b.bounds(),
+    }
