@@ -69,7 +69,9 @@ def test_every_distinct_grid_point_runs_one_step_on_a_tiny_model(preset, tmp_pat
         overrides = [f"experiment={preset}", *point, f"model={TINY[family]}", "task.source=auto", *ONE_STEP]
         cfg = _compose(overrides)
         if cfg.method.get("init_text"):
-            cfg.method.init_text = "x" * cfg.method.length  # one byte token each in the tiny models' tokenizer
+            cfg.method.init_text = (
+                "x" * cfg.method.length
+            )  # one byte token each in the tiny models' tokenizer
         if cfg.method.get("percent") is not None:
             cfg.method.percent = max(cfg.method.percent, 3.0)  # a tiny model has no room for 0.1% adapters
         if cfg.task.max_source_tokens:
