@@ -31,7 +31,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from prefixlab.atomic import write_json_atomic, write_jsonl_atomic
 from prefixlab.evaluate import decode, generation_kwargs, score
-from prefixlab.identity import check_folder, claim, fingerprint, identity, move_aside, write_identity
+from prefixlab.identity import (
+    IDENTITY_FILE,
+    check_folder,
+    claim,
+    fingerprint,
+    identity,
+    move_aside,
+    write_identity,
+)
 from prefixlab.memory import JobMemory
 from prefixlab.provenance import git_commit
 from prefixlab.resources import CONF_DIR
@@ -130,7 +138,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         moved = move_aside(run.path)
         log.warning("recompute=true: moved the old %s to %s", run.path, moved)
     ident = identity(config)
-    action = check_folder(run.path, ident, run.is_complete(), _legacy_identity(run))
+    legacy = None if (run.path / IDENTITY_FILE).is_file() else _legacy_identity(run)
+    action = check_folder(run.path, ident, run.is_complete(), legacy)
     if action == "fresh":
         other = claim(run.path, fingerprint(ident))
         if other is not None:
