@@ -49,3 +49,23 @@ def test_the_methods_table_reports_only_the_chosen_runs_with_their_costs():
     assert "s / step" in table.display.columns and "peak MiB" in table.display.columns
     prefix = table.display[table.display["row"] == "PREFIX-10"].iloc[0]
     assert prefix["peak MiB"] == "1024"
+
+
+def test_rates_are_compared_on_the_seeds_they_all_ran():
+    # A grid on seed 0, then seeds 1 and 2 at the winner only: seed 1's much worse validation must not make
+    # the winner lose to a rate that never ran seed 1.
+    rows = [{"label": "LoRA-r4", "seed": 0, "trainer.lr": lr, "validation.val_loss": val, "test.BLEU": 0.5,
+             "training.best_metric": "val_loss"} for lr, val in [(1e-4, 1.4), (1e-3, 1.0), (1e-2, 1.3)]]  # fmt: skip
+    rows += [{"label": "LoRA-r4", "seed": s, "trainer.lr": 1e-3, "validation.val_loss": 2.0, "test.BLEU": 0.6,
+              "training.best_metric": "val_loss"} for s in (1, 2)]  # fmt: skip
+    kept, (choice,) = select_on_validation(pd.DataFrame(rows))
+    assert choice.lr == 1e-3 and choice.seeds == (0,) and choice.value == 1.0
+    assert sorted(kept["seed"]) == [0, 1, 2] and set(kept["trainer.lr"]) == {1e-3}
+    assert "over seed 0 (" in choice.describe()
+
+
+def test_without_a_shared_seed_each_rate_is_averaged_over_its_own_seeds():
+    rows = [{"label": "fine-tune", "seed": s, "trainer.lr": lr, "validation.val_loss": val,
+             "training.best_metric": "val_loss"} for lr, s, val in [(1e-4, 0, 1.0), (1e-4, 1, 3.0), (1e-5, 2, 1.5)]]  # fmt: skip
+    _, (choice,) = select_on_validation(pd.DataFrame(rows))
+    assert choice.lr == 1e-5 and choice.seeds == ()

@@ -1,9 +1,12 @@
 """Fair model selection: each method gets its own learning rate, chosen on the validation split.
 
 When a row (a method setting, by `label`) ran at several learning rates, `select_on_validation` keeps only the
-runs at the rate whose mean validation metric over seeds is best (the metric each run selected its best
-checkpoint by, `training.best_metric`: a loss is minimized, anything else maximized); the test scores of the
-others never enter a table. It returns the kept runs and one line per row saying what won and why. Torch-free.
+runs at the rate whose mean validation metric is best (the metric each run selected its best checkpoint by,
+`training.best_metric`: a loss is minimized, anything else maximized); the test scores of the others never
+enter a table. Rates are compared on the seeds every one of them ran, so that a grid searched on seed 0 and
+then run at more seeds for the winner only (the cheap design on a CPU) is compared seed for seed; without
+a shared seed, on each rate's mean over its own seeds. It returns the kept runs and one line per row saying
+what won and why. Torch-free.
 """
 
 from __future__ import annotations
@@ -25,11 +28,25 @@ class Choice:
     metric: str
     value: float
     candidates: dict[float, float]
+    seeds: tuple[int, ...] = ()
 
     def describe(self) -> str:
         """One line for a table's notes."""
         others = ", ".join(f"{lr:g}: {v:.4g}" for lr, v in sorted(self.candidates.items()))
-        return f"{self.label}: lr {self.lr:g} chosen on mean {self.metric} over seeds ({others})"
+        over = (
+            f"seed{'s' if len(self.seeds) > 1 else ''} {', '.join(map(str, self.seeds))}"
+            if self.seeds
+            else "seeds"
+        )
+        return f"{self.label}: lr {self.lr:g} chosen on mean {self.metric} over {over} ({others})"
+
+
+def _shared_seeds(part: pd.DataFrame, column: str, rates: np.ndarray) -> list[int]:
+    """The seeds that every learning rate of a row ran (empty when there is no seed column or none is shared)."""
+    if "seed" not in part:
+        return []
+    sets = [set(part.loc[part[column] == lr, "seed"].dropna()) for lr in rates]
+    return sorted(set.intersection(*sets)) if sets else []
 
 
 def _metric_of(part: pd.DataFrame) -> str:
@@ -49,7 +66,9 @@ def select_on_validation(frame: pd.DataFrame, column: str = LR_COLUMN) -> tuple[
             continue
         metric = _metric_of(part)
         values = pd.to_numeric(part.get(f"validation.{metric}"), errors="coerce")
-        means = {float(lr): float(values[part[column] == lr].mean()) for lr in rates}
+        seeds = _shared_seeds(part, column, rates)
+        compared = part["seed"].isin(seeds) if seeds else pd.Series(True, index=part.index)
+        means = {float(lr): float(values[(part[column] == lr) & compared].mean()) for lr in rates}
         finite = {lr: v for lr, v in means.items() if np.isfinite(v)}
         if not finite:
             keep.append(part)
@@ -57,5 +76,5 @@ def select_on_validation(frame: pd.DataFrame, column: str = LR_COLUMN) -> tuple[
         lower = metric.endswith("loss")
         best = min(finite, key=finite.get) if lower else max(finite, key=finite.get)
         keep.append(part[part[column] == best])
-        choices.append(Choice(str(label), best, metric, finite[best], means))
+        choices.append(Choice(str(label), best, metric, finite[best], means, tuple(int(s) for s in seeds)))
     return pd.concat(keep).sort_index(), choices
