@@ -26,6 +26,7 @@ from test_report_support import (
 from prefixlab.report.cli import main
 from prefixlab.report.collect import collect_runs
 from prefixlab.report.figures import length_figures, plotted_points
+from prefixlab.report.intervals import INTERVALS_FILE, CellIntervals
 from prefixlab.report.paper import load_paper_table
 from prefixlab.report.tables import ablation_table
 
@@ -95,7 +96,7 @@ def test_report_outputs_and_incomplete_listing(report, runs_root: Path):
 def test_ablation_table_means_equal_the_metrics_json_means(report, runs_root: Path):
     out, _ = report
     frame = collect_runs(runs_root).frame
-    table = ablation_table(frame)
+    table = ablation_table(frame, intervals=CellIntervals.load(out / INTERVALS_FILE))
     numeric = table.numeric.set_index("row")
     by_label: dict[str, list[dict]] = {}
     for path in complete_runs(runs_root):
@@ -117,7 +118,11 @@ def test_ablation_table_means_equal_the_metrics_json_means(report, runs_root: Pa
         assert shown.loc[label, "BLEU [ACL 2021]"] == f"{paper.value(row, 'BLEU', 'ACL 2021'):.1f}"
         assert shown.loc[label, "NIST [ACL 2021]"] == f"{paper.value(row, 'NIST', 'ACL 2021'):.2f}"
     assert shown.loc["PREFIX-1", "BLEU [ACL 2021]"] == "—" and shown.loc["PREFIX-1", "paper row"] == "—"
-    assert shown.loc["PREFIX-5", "n"] == "2" and " ± " in shown.loc["PREFIX-5", "BLEU"]
+    # Cells: mean [95% interval over seeds x test items] around the metrics.json mean; n = runs x items.
+    items = int(numeric.loc["PREFIX-5", "items"])
+    assert shown.loc["PREFIX-5", "n"] == f"2 × {items}" and items > 0
+    mean, low, high = (numeric.loc["PREFIX-5", f"BLEU {k}"] for k in ("mean", "low", "high"))
+    assert low <= mean <= high and shown.loc["PREFIX-5", "BLEU"] == f"{mean:.1f} [{low:.1f}, {high:.1f}]"
     assert "| not run" in markdown and "EMB-10" in markdown
     assert "\\begin{tabular}" in (out / "table_ablation_placement_depth.tex").read_text()
 
@@ -127,7 +132,7 @@ def test_length_figure_has_one_point_per_length_run(runs_root: Path):
     fig = length_figures(frame)[("e2e", "test.BLEU")]
     assert plotted_points(fig) == 2  # lengths 1 and 5 (EMB-1 and INFIX-1 are not points of the curve)
     (series,) = [line for line in fig.axes[0].lines if str(line.get_gid()).startswith("series:")]
-    assert series.get_xdata().tolist() == [1, 5] and series.get_label() == "tiny-gpt2 (1–2 seeds)"
+    assert series.get_xdata().tolist() == [1, 5] and series.get_label() == "tiny-gpt2 (1–2 seeds; ±1 std)"
     bleu = {n: [] for n in (1, 5)}
     for path in complete_runs(runs_root):
         record = metrics_of(path)

@@ -58,7 +58,7 @@ def test_length_figure_points_means_band_legend_and_threshold(length_frame):
     prefix = length_frame[(length_frame["method.kind"] == "prefix") & (length_frame["method.depth"] == "all")]
     expected = [prefix[prefix["method.length"] == n]["test.BLEU"].mean() * 100 for n in LENGTHS]
     np.testing.assert_allclose(series.get_ydata(), expected)
-    assert series.get_label() == "tiny-gpt2 (2–3 seeds)"
+    assert series.get_label() == "tiny-gpt2 (2–3 seeds; ±1 std)"
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and [t for t in ax.get_xticks()] == list(LENGTHS)
     assert [c.get_gid() for c in ax.collections] == ["band:tiny-gpt2"]
@@ -70,7 +70,7 @@ def test_length_figure_points_means_band_legend_and_threshold(length_frame):
     zero = length_frame[length_frame["label"] == "zero-shot"]["test.BLEU"].mean() * 100
     assert baseline.get_ydata()[0] == pytest.approx(zero) and baseline.get_label() == "zero-shot (2 seeds)"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["tiny-gpt2 (2–3 seeds)", "zero-shot (2 seeds)", "paper: best length 10"]
+    assert legend == ["tiny-gpt2 (2–3 seeds; ±1 std)", "zero-shot (2 seeds)", "paper: best length 10"]
     assert fig.get_size_inches()[0] == pytest.approx(3.3)
 
 
@@ -137,7 +137,7 @@ def test_lowdata_curves_average_subsets_and_seeds():
     np.testing.assert_allclose(
         series["series:PREFIX-6"].get_ydata(), [(s / 1000 + 0.01) * 100 for s in (50, 100, 200, 500)]
     )
-    assert series["series:PREFIX-6"].get_label() == "PREFIX-6 (6 runs)"  # 3 subsets x 2 seeds
+    assert series["series:PREFIX-6"].get_label() == "PREFIX-6 (6 runs; ±1 std)"  # 3 subsets x 2 seeds
     assert fig.axes[0].get_xscale() == "log"
 
 
@@ -167,5 +167,5 @@ def test_reparam_bars_per_setting():
     fig = reparam_figures(frame_from_rows(rows))[("e2e", "test.METEOR")]
     assert plotted_points(fig) == 2
     (bars,) = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]
-    assert bars.get_label() == "tiny-gpt2 (3 seeds)"
+    assert bars.get_label() == "tiny-gpt2 (3 seeds; ±1 std)"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["none", "mlp"]

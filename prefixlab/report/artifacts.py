@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from prefixlab.report import figures, tables
+from prefixlab.report.intervals import CellIntervals
 from prefixlab.report.style import save_figure
 
 # Paper experiment (conf/experiment/<name>.yaml and experiments/<name>/) -> what it reproduces.
@@ -86,19 +87,27 @@ def slug(text: str) -> str:
 
 
 def _figure_set(
-    build: Callable[[pd.DataFrame], dict[tuple[str, str], Any]],
+    build: Callable[..., dict[tuple[str, str], Any]],
     frame: pd.DataFrame,
     out: Path,
     prefix: str,
     what: str,
     formats: tuple[str, ...],
+    intervals: CellIntervals | None = None,
 ) -> list[Artifact]:
     written = []
-    for (task, metric), fig in build(frame).items():
+    for (task, metric), fig in build(frame, intervals=intervals).items():
         stem = out / f"{prefix}_{slug(task)}_{slug(metric.removeprefix('test.'))}"
         for path in save_figure(fig, stem, formats):
-            written.append(Artifact(path, f"{what}: {metric} on {task}, mean ± std over seeds"))
+            written.append(Artifact(path, f"{what}: {metric} on {task}, {_spread(intervals)}"))
     return written
+
+
+def _spread(intervals: CellIntervals | None) -> str:
+    """What a figure's bands and a table's cells show."""
+    if intervals is None:
+        return "mean ± std over seeds"
+    return "mean over seeds with its 95% interval over seeds x test items (± std where a cell has no generations)"
 
 
 def write_artifacts(
@@ -109,8 +118,11 @@ def write_artifacts(
     formats: tuple[str, ...] = ("png", "pdf"),
     missing: str = "mark",
     study: str = "runs",
+    intervals: CellIntervals | None = None,
 ) -> list[Artifact]:
-    """Write the figures and tables of `kinds` (plus the summary table) for `frame` into `out`."""
+    """Write the figures and tables of `kinds` (plus the summary table) for `frame` into `out`.
+
+    `intervals`: the cells' 95% intervals over seeds x items (`prefixlab.report.intervals`); None: ± std."""
     written: list[Artifact] = []
     figure_sets = {
         "length": (
@@ -123,7 +135,7 @@ def write_artifacts(
     }
     for kind, (build, what) in figure_sets.items():
         if kind in kinds:
-            written += _figure_set(build, frame, out, kind, what, formats)
+            written += _figure_set(build, frame, out, kind, what, formats, intervals)
     builders = {
         "ablation": (tables.ablation_table, "paper Table 5: placement x depth ablation vs the paper"),
         "e2e_main": (
@@ -134,11 +146,13 @@ def write_artifacts(
     }
     for kind, (build, what) in builders.items():
         if kind in kinds:
-            table = build(frame, missing=missing)
+            table = build(frame, missing=missing, intervals=intervals)
             written += [Artifact(p, what) for p in table.write(out / f"table_{table.name}")]
-    summary = tables.summary_table(frame, name=study, title=f"{study}: every setting (no paper columns)")
+    summary = tables.summary_table(
+        frame, name=study, title=f"{study}: every setting (no paper columns)", intervals=intervals
+    )
     written += [
-        Artifact(p, "all settings: test metrics, stored parameters and time, mean ± std over seeds")
+        Artifact(p, f"all settings: test metrics, stored parameters and time, {_spread(intervals)}")
         for p in summary.write(out / "table_summary")
     ]
     return written
@@ -153,6 +167,7 @@ def write_custom_figures(
     *,
     baseline: str | None = None,
     formats: tuple[str, ...] = ("png", "pdf"),
+    intervals: CellIntervals | None = None,
 ) -> list[Artifact]:
     """The generic figure per metric: `metric` vs `x`, one series per `group` (comma-separated columns)."""
     written = []
@@ -163,10 +178,12 @@ def write_custom_figures(
         marks = load_marks(task=str(frame["task.name"].iloc[0]), column=x)
     for metric in metrics:
         column = metric if metric in frame or "." in metric else f"test.{metric}"
-        fig = figures.figure(frame, x, column, group, baseline=baseline, marks=marks)
+        fig = figures.figure(frame, x, column, group, baseline=baseline, marks=marks, intervals=intervals)
         stem = out / slug(f"{column.removeprefix('test.')}_vs_{x}" + (f"_by_{group}" if group else ""))
         for path in save_figure(fig, stem, formats):
             written.append(
-                Artifact(path, f"{column} vs {x}" + (f" by {group}" if group else "") + ", mean ± std")
+                Artifact(
+                    path, f"{column} vs {x}" + (f" by {group}" if group else "") + f", {_spread(intervals)}"
+                )
             )
     return written

@@ -39,6 +39,7 @@ from prefixlab.report.collect import (
     swept_overrides,
     write_summary,
 )
+from prefixlab.report.intervals import INTERVALS_FILE, CellIntervals
 from prefixlab.report.tables import row_keys
 
 
@@ -106,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="paper rows nobody ran: list as 'not run' (default) or leave out",
     )
     what.add_argument("--formats", default="png,pdf", help="figure formats (default: png,pdf)")
+    what.add_argument(
+        "--interval-samples",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples of each cell's 95%% interval over seeds x test items (default: 1000)",
+    )
+    what.add_argument(
+        "--no-intervals",
+        action="store_true",
+        help="mean ± std instead of intervals (skips reading the runs' generations)",
+    )
     what.add_argument("--no-parquet", action="store_true", help="write runs.csv only")
     what.add_argument("--columns", action="store_true", help="print the columns (settings, metrics) and exit")
     return parser
@@ -147,10 +160,20 @@ def mixed_commits_warning(study: str, commits: list[str]) -> str:
 
 
 def write_readme(
-    out: Path, study: str, collection: Collection, artifacts: list[Artifact], argv: list[str]
+    out: Path,
+    study: str,
+    collection: Collection,
+    artifacts: list[Artifact],
+    argv: list[str],
+    intervals: CellIntervals | None = None,
 ) -> Path:
     """`OUT/README.md`: each file, what it shows, and the command and commit that produced it."""
     frame = collection.frame
+    spread = (
+        f"mean [95% interval over seeds x test items, {intervals.n_samples} multi-bootstrap resamples]"
+        if intervals is not None and intervals.known
+        else "mean ± std"
+    )
     commits = (
         sorted(map(str, frame["system.git_commit"].dropna().unique())) if "system.git_commit" in frame else []
     )
@@ -166,7 +189,7 @@ def write_readme(
         + (" (listed below and in `incomplete.csv`)" if collection.incomplete else ""),
         "- Swept: "
         + ("; ".join(f"`{k}` = {', '.join(v)}" for k, v in sweep.items()) or "n/a (no overrides recorded)"),
-        f"- Table rows are settings of {', '.join(f'`{c}`' for c in rows)}; mean ± std over seeds"
+        f"- Table rows are settings of {', '.join(f'`{c}`' for c in rows)}; {spread} over seeds"
         + (
             " and data subsets"
             if "task.subset_seed" in frame and frame["task.subset_seed"].nunique() > 1
@@ -218,17 +241,19 @@ def report_study(
             artifacts.append(Artifact(path, _SUMMARY_FILES.get(path.name, "")))
     else:
         artifacts.append(Artifact(out / "runs.csv", _SUMMARY_FILES["runs.csv"] + " (input of this report)"))
+    intervals = study_intervals(collection, out, args)
     experiment = args.experiment or experiment_of(study)
     kinds = list(EXPERIMENTS[experiment]) if experiment else detect(collection.frame)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     artifacts += write_artifacts(
-        collection.frame, out, kinds, formats=formats, missing=args.missing, study=study
+        collection.frame, out, kinds, formats=formats, missing=args.missing, study=study, intervals=intervals
     )
     if args.x:
         metrics = args.metric or [f"test.{collection.frame['primary_metric'].dropna().iloc[0]}"]
         artifacts += write_custom_figures(
-            collection.frame, out, args.x, metrics, args.group, baseline=args.baseline, formats=formats
-        )
+            collection.frame, out, args.x, metrics, args.group, baseline=args.baseline, formats=formats,
+            intervals=intervals,
+        )  # fmt: skip
     if experiment and not args.from_csv:
         from prefixlab.report.claims import write_claims
         from prefixlab.report.figures import suite_of
@@ -240,8 +265,30 @@ def report_study(
             artifacts.append(
                 Artifact(claims, "the paper's claims (experiments/<name>/claims.csv) with computed verdicts")
             )
-    artifacts.append(Artifact(write_readme(out, study, collection, artifacts, argv), "this file"))
+    if intervals is not None and intervals.known and not args.from_csv:
+        path = intervals.save(out / INTERVALS_FILE)
+        artifacts.append(
+            Artifact(path, "each table cell's and figure point's 95% interval (read by --from-csv)")
+        )
+    artifacts.append(Artifact(write_readme(out, study, collection, artifacts, argv, intervals), "this file"))
     return artifacts
+
+
+def study_intervals(collection: Collection, out: Path, args: argparse.Namespace) -> CellIntervals | None:
+    """The cells' intervals: from the run folders' generations, or (with --from-csv) the saved intervals.json
+    beside the summary (or in OUT); None with --no-intervals or runs from W&B."""
+    if args.no_intervals or args.wandb:
+        return None
+    if args.from_csv:
+        folders = dict.fromkeys([*(Path(p).parent.resolve() for p in args.from_csv), out.resolve()])
+        found = [CellIntervals.load(f / INTERVALS_FILE) for f in folders if (f / INTERVALS_FILE).is_file()]
+        if not found:
+            return None
+        merged = found[0]
+        for other in found[1:]:
+            merged.known.update(other.known)
+        return merged
+    return CellIntervals.from_frame(collection.frame, n_samples=args.interval_samples)
 
 
 _SUMMARY_FILES = {

@@ -5,7 +5,8 @@
     runs.frame[["label", "seed", "method.length", "test.BLEU"]]
     runs.incomplete                                       # folders without a complete metrics.json
 
-Columns: identity (`study`, `label`, `seed`, `run`, `run_dir`, `status`, `metric_suite`, `primary_metric`),
+Columns: identity (`study`, `label`, `seed`, `run`, `run_dir`, `fingerprint` (of the run's config,
+`prefixlab.identity`), `status`, `metric_suite`, `primary_metric`),
 the resolved config flattened with dotted names (`method.length`, `model.name`, `trainer.lr`, ...), every
 metric (`test.BLEU`, `validation.val_loss`), `parameters.*`, `training.*` (timing, tokens; not the history),
 `evaluation.*`, `data.*`, `system.*` and `wall_seconds`. Values are raw, as in `metrics.json` (E2E BLEU
@@ -44,6 +45,7 @@ RECORD_COLUMNS = frozenset(
     {
         "run",
         "run_dir",
+        "fingerprint",
         "status",
         "metric_suite",
         "primary_metric",
@@ -167,6 +169,7 @@ def record_to_row(record: Mapping[str, Any], run_dir: str | None = None) -> dict
         "seed": config.get("seed"),
         "run": Path(run_dir).name if run_dir else None,
         "run_dir": run_dir,
+        "fingerprint": record.get("fingerprint"),
         "status": record.get("status"),
         "metric_suite": record.get("metric_suite"),
         "primary_metric": record.get("primary_metric"),
@@ -190,7 +193,7 @@ def record_to_row(record: Mapping[str, Any], run_dir: str | None = None) -> dict
 def order_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Identity first, then config, metrics, parameters, training, evaluation, timing, the rest."""
     rank = {"test": 2, "validation": 3, "parameters": 4, "training": 5, "evaluation": 6, "wall_seconds": 7}
-    rank |= {"data": 8, "system": 9, "summary": 10, "wandb": 11, "run_dir": 12, "overrides": 12}
+    rank |= {"data": 8, "system": 9, "summary": 10, "wandb": 11, "run_dir": 12, "fingerprint": 12, "overrides": 12}
 
     def key(column: str) -> tuple[int, int]:
         if column in IDENTITY_COLUMNS:

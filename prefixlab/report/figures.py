@@ -1,4 +1,4 @@
-"""Figures from the runs' DataFrame: mean over seeds with a ±1 std band, runs per point in the legend.
+"""Figures from the runs' DataFrame: mean over seeds with its 95% interval band, runs per point in the legend.
 
     from prefixlab.report.figures import figure, length_figures
     fig = figure(runs.frame, x="method.length", metric="test.BLEU", group="model.name", baseline="zero-shot")
@@ -8,7 +8,9 @@ Every function returns a `matplotlib.figure.Figure` (no pyplot state; save with 
 Plotted artists carry a gid for inspection: `series:<name>` (lines), `bars:<name>`, `band:<name>`,
 `baseline:<label>` (horizontal reference), `mark:<label>` (a value the paper reports, read from
 `experiments/*/paper_marks.csv`). A numeric x gives lines on the values actually run (log scale when they
-span a factor of 8 or more); a text x gives grouped bars.
+span a factor of 8 or more); a text x gives grouped bars. With `intervals` (`prefixlab.report.intervals`)
+bands and error bars are each point's 95% interval over seeds x test items and the legend gives runs x
+items; without (a summary lacking the runs' generations), ±1 std over seeds.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from prefixlab.report.collect import SEED_COLUMNS, is_nuisance, setting_columns
+from prefixlab.report.intervals import CellIntervals
 from prefixlab.report.paper import load_marks, normalize
 from prefixlab.report.style import FIGURE_SIZE, SUITE_METRICS, display_name, figure_style, scale_for
 
@@ -74,12 +77,40 @@ def unaccounted(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     ]
 
 
-def aggregate(frame: pd.DataFrame, metric: str, by: Sequence[str]) -> pd.DataFrame:
-    """Mean, sample std and count of `metric` per group of `by` (rows without a value are dropped)."""
+def aggregate(
+    frame: pd.DataFrame, metric: str, by: Sequence[str], intervals: CellIntervals | None = None
+) -> pd.DataFrame:
+    """Mean, sample std and count of `metric` per group of `by` (rows without a value are dropped), and with
+    `intervals` each group's 95% interval (`low`, `high`, NaN where it has none) and test items."""
     data = frame.dropna(subset=[metric])
     data = data.assign(**{metric: pd.to_numeric(data[metric], errors="coerce")})
-    out = data.groupby(list(by), dropna=False, sort=False)[metric].agg(["mean", "std", "count"]).reset_index()
-    return out.rename(columns={"count": "n"})
+    groups = data.groupby(list(by), dropna=False, sort=False)
+    out = groups[metric].agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "n"})
+    cells = [intervals.get(part, metric) if intervals is not None else None for _, part in groups]
+    return out.assign(
+        low=[c.low if c else np.nan for c in cells],
+        high=[c.high if c else np.nan for c in cells],
+        items=[c.items if c else np.nan for c in cells],
+    )
+
+
+def _spread(stats: pd.DataFrame, scale: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """Each point's lower and upper bar (interval where all points have one, else ±1 std) and its name."""
+    mean = stats["mean"].to_numpy(float) * scale
+    if len(stats) and stats["low"].notna().all() and stats["high"].notna().all():
+        return stats["low"].to_numpy(float) * scale, stats["high"].to_numpy(float) * scale, "95% interval"
+    std = np.nan_to_num(stats["std"].to_numpy(float)) * scale
+    return mean - std, mean + std, "±1 std"
+
+
+def _count(stats: pd.DataFrame, unit: str) -> str:
+    """ "3 seeds × 200 items" (or "2 seeds" without item counts)."""
+    text = count_label(stats["n"], unit)
+    items = stats["items"].dropna() if "items" in stats else pd.Series(dtype=float)
+    if len(items) == len(stats) and len(items):
+        low, high = int(items.min()), int(items.max())
+        text += f" × {low} items" if low == high else f" × {low}–{high} items"
+    return text
 
 
 def repeat_unit(frame: pd.DataFrame) -> str:
@@ -134,12 +165,14 @@ def figure(
     marks: pd.DataFrame | None = None,
     title: str | None = None,
     logx: bool | None = None,
+    intervals: CellIntervals | None = None,
 ) -> Any:
     """Metric against `x`, one series per `group` value (default: the settings that vary beyond x).
 
     `baseline`: a label whose runs become a dashed horizontal line (e.g. "zero-shot") instead of a series.
     `marks`: rows of a `paper_marks.csv` with `column == x`, drawn as dotted vertical lines.
-    Numeric x gives lines with a ±1 std band; text x gives grouped bars with ±1 std error bars.
+    Numeric x gives lines with a band; text x gives grouped bars with error bars: the 95% interval over
+    seeds x items with `intervals`, else ±1 std.
     """
     if x not in frame:
         raise KeyError(f"no column {x!r} in the runs; available: {', '.join(frame.columns)}")
@@ -164,9 +197,9 @@ def figure(
             stacklevel=2,
         )
     if _numeric(frame[x]):
-        fig = _line_figure(frame, x, metric, keys, logx=logx)
+        fig = _line_figure(frame, x, metric, keys, logx=logx, intervals=intervals)
     else:
-        fig = _bar_figure(frame, x, metric, keys)
+        fig = _bar_figure(frame, x, metric, keys, intervals=intervals)
     ax = fig.axes[0]
     suite = suite_of(frame)
     with figure_style():
@@ -191,11 +224,18 @@ def figure(
     return fig
 
 
-def _line_figure(frame: pd.DataFrame, x: str, metric: str, keys: list[str], logx: bool | None) -> Any:
+def _line_figure(
+    frame: pd.DataFrame,
+    x: str,
+    metric: str,
+    keys: list[str],
+    logx: bool | None,
+    intervals: CellIntervals | None = None,
+) -> Any:
     suite = suite_of(frame)
     scale = scale_for(metric, suite)
     data = frame.assign(**{x: pd.to_numeric(frame[x])})
-    stats = aggregate(data, metric, [*keys, x])
+    stats = aggregate(data, metric, [*keys, x], intervals)
     unit = repeat_unit(frame)
     xs_all = np.sort(stats[x].unique())
     if logx is None:
@@ -209,18 +249,11 @@ def _line_figure(frame: pd.DataFrame, x: str, metric: str, keys: list[str], logx
             part = part.sort_values(x)
             name = group_name(keys, values)
             xs, mean = part[x].to_numpy(float), part["mean"].to_numpy(float) * scale
-            std = part["std"].to_numpy(float) * scale
-            (line,) = ax.plot(xs, mean, marker="o", label=f"{name} ({count_label(part['n'], unit)})")
+            low, high, spread = _spread(part, scale)
+            (line,) = ax.plot(xs, mean, marker="o", label=f"{name} ({_count(part, unit)}; {spread})")
             line.set_gid(f"series:{name}")
-            if np.isfinite(std).any():
-                band = ax.fill_between(
-                    xs,
-                    mean - np.nan_to_num(std),
-                    mean + np.nan_to_num(std),
-                    color=line.get_color(),
-                    alpha=0.2,
-                    lw=0,
-                )
+            if np.any(high > low):
+                band = ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
                 band.set_gid(f"band:{name}")
         if logx:
             ax.set_xscale("log")
@@ -230,10 +263,12 @@ def _line_figure(frame: pd.DataFrame, x: str, metric: str, keys: list[str], logx
     return fig
 
 
-def _bar_figure(frame: pd.DataFrame, x: str, metric: str, keys: list[str]) -> Any:
+def _bar_figure(
+    frame: pd.DataFrame, x: str, metric: str, keys: list[str], intervals: CellIntervals | None = None
+) -> Any:
     suite = suite_of(frame)
     scale = scale_for(metric, suite)
-    stats = aggregate(frame, metric, [*keys, x])
+    stats = aggregate(frame, metric, [*keys, x], intervals)
     categories = list(dict.fromkeys(normalize(c) for c in frame[x]))
     stats = stats.assign(**{x: stats[x].map(normalize)})
     groups = list(stats.groupby(keys, dropna=False, sort=False)) if keys else [((), stats)]
@@ -248,13 +283,15 @@ def _bar_figure(frame: pd.DataFrame, x: str, metric: str, keys: list[str]) -> An
             positions = (
                 np.array([categories.index(c) for c in part.index]) + (index - (len(groups) - 1) / 2) * width
             )
+            low, high, spread = _spread(part, scale)
+            mean = part["mean"].to_numpy(float) * scale
             bars = ax.bar(
                 positions,
-                part["mean"] * scale,
+                mean,
                 width=width,
-                yerr=(part["std"].fillna(0) * scale),
+                yerr=np.vstack([mean - low, high - mean]),
                 capsize=2,
-                label=f"{name} ({count_label(part['n'], repeat_unit(frame))})",
+                label=f"{name} ({_count(part, repeat_unit(frame))}; {spread})",
             )
             for patch in bars.patches:
                 patch.set_gid(f"bars:{name}")
@@ -290,7 +327,9 @@ def _by_task(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(str(t), part) for t, part in frame.groupby("task.name", sort=False)]
 
 
-def length_figures(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> dict[tuple[str, str], Any]:
+def length_figures(
+    frame: pd.DataFrame, metrics: Sequence[str] | None = None, intervals: CellIntervals | None = None
+) -> dict[tuple[str, str], Any]:
     """Paper Figure 4: prefix length vs each metric, per task, with the paper's best length marked.
 
     Runs: full prefix-tuning at two or more lengths; a zero-shot row (if run) is the dashed baseline. The
@@ -315,12 +354,15 @@ def length_figures(frame: pd.DataFrame, metrics: Sequence[str] | None = None) ->
                 baseline="zero-shot" if not baseline.empty else None,
                 marks=marks,
                 title=f"{task}: prefix length",
+                intervals=intervals,
             )
             figures[(task, metric)].axes[0].set_xlabel("prefix length")
     return figures
 
 
-def lowdata_figures(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> dict[tuple[str, str], Any]:
+def lowdata_figures(
+    frame: pd.DataFrame, metrics: Sequence[str] | None = None, intervals: CellIntervals | None = None
+) -> dict[tuple[str, str], Any]:
     """Paper Figure 3: training-set size vs each metric, one series per method (mean over subsets, seeds)."""
     figures: dict[tuple[str, str], Any] = {}
     for task, part in _by_task(frame):
@@ -328,7 +370,7 @@ def lowdata_figures(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -
             continue
         part = part.dropna(subset=["task.train_size"])
         for metric in metrics or task_metrics(part):
-            fig = figure(part, "task.train_size", metric, title=f"{task}: low data")
+            fig = figure(part, "task.train_size", metric, title=f"{task}: low data", intervals=intervals)
             fig.axes[0].set_xlabel("training examples")
             figures[(task, metric)] = fig
     return figures
@@ -342,7 +384,9 @@ def init_description(row: pd.Series) -> str:
     return f'"{text}"' if text else "real tokens"
 
 
-def init_figures(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> dict[tuple[str, str], Any]:
+def init_figures(
+    frame: pd.DataFrame, metrics: Sequence[str] | None = None, intervals: CellIntervals | None = None
+) -> dict[tuple[str, str], Any]:
     """Paper Figure 5: prefix initialization (random vs real words) vs each metric, as grouped bars."""
     figures: dict[tuple[str, str], Any] = {}
     for task, part in _by_task(frame):
@@ -355,13 +399,15 @@ def init_figures(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> d
         keys = auto_group(part, "init", exclude=("method.init", "method.init_text", "method.init_token_ids"))
         keys = [k for k in keys if k != "label"] if is_function_of(part, "label", ["init"]) else keys
         for metric in metrics or task_metrics(part):
-            fig = figure(part, "init", metric, keys, title=f"{task}: initialization")
+            fig = figure(part, "init", metric, keys, title=f"{task}: initialization", intervals=intervals)
             fig.axes[0].set_xlabel("prefix initialization")
             figures[(task, metric)] = fig
     return figures
 
 
-def reparam_figures(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> dict[tuple[str, str], Any]:
+def reparam_figures(
+    frame: pd.DataFrame, metrics: Sequence[str] | None = None, intervals: CellIntervals | None = None
+) -> dict[tuple[str, str], Any]:
     """Section 4.3: MLP reparameterization on vs off, bars per `method.reparam` (mean ± std over seeds)."""
     figures: dict[tuple[str, str], Any] = {}
     for task, part in _by_task(frame):
@@ -370,7 +416,9 @@ def reparam_figures(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -
             continue
         keys = [k for k in auto_group(part, "method.reparam") if k != "label"]
         for metric in metrics or task_metrics(part):
-            fig = figure(part, "method.reparam", metric, keys, title=f"{task}: reparameterization")
+            fig = figure(
+                part, "method.reparam", metric, keys, title=f"{task}: reparameterization", intervals=intervals
+            )
             fig.axes[0].set_xlabel("prefix reparameterization")
             figures[(task, metric)] = fig
     return figures

@@ -1,11 +1,13 @@
-"""Tables from the runs' DataFrame: our mean ± std over seeds beside the paper's numbers (Markdown, LaTeX).
+"""Tables from the runs' DataFrame: our mean and 95% interval beside the paper's numbers (Markdown, LaTeX).
 
     from prefixlab.report.tables import ablation_table
     table = ablation_table(runs.frame)       # paper Table 5 (placement x depth), E2E
     print(table.to_markdown()); table.numeric  # the numbers behind the cells
 
 One row per setting (the run's label, plus any other setting that varies within a label), averaged over
-seeds (`seed`, `task.subset_seed`); `n` is the number of runs averaged. Paper columns come from
+seeds (`seed`, `task.subset_seed`). With `intervals` (`prefixlab.report.intervals`, from the runs'
+generations) a cell is "mean [low, high]", the 95% interval over seeds x test items, and `n` is "runs x
+items"; without, "mean ± std" and `n` the number of runs averaged. Paper columns come from
 `experiments/<name>/paper.csv` (every paper version in the file gets its own column); a row we ran that the
 paper lacks shows "—" there, and a paper row we did not run is listed as "not run" (or left out).
 E2E BLEU, METEOR and ROUGE-L are shown x100, like the paper.
@@ -24,6 +26,7 @@ import pandas as pd
 
 from prefixlab.report.collect import setting_columns
 from prefixlab.report.figures import group_name, is_function_of, suite_of, task_metrics
+from prefixlab.report.intervals import CellIntervals
 from prefixlab.report.paper import PaperTable, load_paper_table
 from prefixlab.report.selection import select_on_validation
 from prefixlab.report.style import decimals, display_name, metric_name, scale_for
@@ -110,6 +113,11 @@ def format_cell(mean: float, std: float, n: int, places: int) -> str:
     return f"{mean:.{places}f}"
 
 
+def format_interval(mean: float, low: float, high: float, places: int) -> str:
+    """ "12.3 [11.8, 12.9]": a mean and its 95% interval."""
+    return f"{mean:.{places}f} [{low:.{places}f}, {high:.{places}f}]"
+
+
 def format_value(value: float | None, places: int) -> str:
     """A paper number at the paper's precision, or "—"."""
     return DASH if value is None or not np.isfinite(value) else f"{value:.{places}f}"
@@ -141,8 +149,9 @@ def _records(
     versions: list[str],
     scale: dict[str, float],
     extra: dict[str, tuple[str, int]],
+    intervals: CellIntervals | None = None,
 ) -> list[dict[str, Any]]:
-    """One numeric record per group of runs: row name, matched paper row, n, mean/std per metric."""
+    """One numeric record per group of runs: row name, matched paper row, n, mean/std (and interval) per metric."""
     records: list[dict[str, Any]] = []
     for values, part in frame.groupby(keys, dropna=False, sort=False) if not frame.empty else []:
         values = values if isinstance(values, tuple) else (values,)
@@ -151,10 +160,16 @@ def _records(
         models = sorted(map(str, part["model.name"].dropna().unique())) if "model.name" in part else []
         record = {"row": group_name(keys, values), "paper row": paper_row, "model": ", ".join(models) or None}
         record["n"] = len(part)
+        record["items"] = np.nan
         for metric in metrics:
             mean, std, n = _mean_std(part, f"test.{metric}")
             record |= {f"{metric} mean": mean * scale[metric], f"{metric} std": std * scale[metric]}
             record[f"{metric} n"] = n
+            cell = intervals.get(part, metric) if intervals is not None and n == len(part) else None
+            low, high = (cell.low * scale[metric], cell.high * scale[metric]) if cell else (np.nan, np.nan)
+            record |= {f"{metric} low": low, f"{metric} high": high}
+            if cell:
+                record["items"] = cell.items
             record |= _paper_values(paper, paper_row, metric, versions)
         for column in extra:
             record[column] = _mean_std(part, column)[0]
@@ -174,9 +189,10 @@ def _not_run_records(
     for row in paper.rows:
         if row in ran:
             continue
-        record: dict[str, Any] = {"row": NOT_RUN, "paper row": row, "model": None, "n": 0}
+        record: dict[str, Any] = {"row": NOT_RUN, "paper row": row, "model": None, "n": 0, "items": np.nan}
         for metric in metrics:
             record |= {f"{metric} mean": np.nan, f"{metric} std": np.nan, f"{metric} n": 0}
+            record |= {f"{metric} low": np.nan, f"{metric} high": np.nan}
             record |= _paper_values(paper, row, metric, versions)
         records.append(record | dict.fromkeys(extra, np.nan))
     return records
@@ -197,11 +213,21 @@ def _display(
         if with_paper:
             cells["paper row"] = record["paper row"] or DASH
         cells["model"] = record["model"] or DASH
-        cells["n"] = str(record["n"]) if record["n"] else NOT_RUN
+        items = record.get("items")
+        with_items = items is not None and np.isfinite(items)
+        cells["n"] = (
+            (f"{record['n']} × {int(items)}" if with_items else str(record["n"])) if record["n"] else NOT_RUN
+        )
         for metric in metrics:
             places, header = decimals(metric, suite), display_name(metric)
             mean, std, n = record[f"{metric} mean"], record[f"{metric} std"], record[f"{metric} n"]
-            cells[header] = format_cell(mean, std, n, places) if record["n"] else NOT_RUN
+            low, high = record.get(f"{metric} low", np.nan), record.get(f"{metric} high", np.nan)
+            if not record["n"]:
+                cells[header] = NOT_RUN
+            elif np.isfinite(low) and np.isfinite(high) and np.isfinite(mean):
+                cells[header] = format_interval(mean, low, high, places)
+            else:
+                cells[header] = format_cell(mean, std, n, places)
             for version in versions:
                 cells[f"{header} [{version}]"] = format_value(record[f"{metric} paper {version}"], places)
         for column, (header, places) in extra.items():
@@ -219,12 +245,26 @@ def _notes(
     metrics: list[str],
     scale: dict[str, float],
     missing_paper: str | None,
+    records: list[dict[str, Any]] | None = None,
+    intervals: CellIntervals | None = None,
 ) -> list[str]:
     """What the numbers are: averaging, scale, where the paper's numbers come from."""
     subsets = "task.subset_seed" in frame and frame["task.subset_seed"].nunique() > 1
-    notes = [
-        f"ours: mean ± sample std over the n runs of each row (seeds{', data subsets' if subsets else ''})"
-    ]
+    over = f"seeds{', data subsets' if subsets else ''}"
+    ran = [r for r in records or [] if r["n"]]
+    with_interval = [r for r in ran if np.isfinite(r.get("items", np.nan))]
+    notes = []
+    if with_interval:
+        samples = intervals.n_samples if intervals is not None else "?"
+        notes.append(
+            f"ours: mean over the runs of each row ({over}) [95% interval over runs x test items: multi-bootstrap, "
+            f"{samples} resamples]; n = runs × test items"
+        )
+    if len(with_interval) < len(ran):
+        notes.append(
+            f"ours{' (rows without an interval)' if with_interval else ''}: mean ± sample std over the n runs "
+            f"of each row ({over}); no interval without the runs' generations"
+        )
     scaled = [display_name(m) for m in metrics if scale[m] == 100.0]
     if scaled:
         notes.append(f"{', '.join(scaled)} x100 (the paper's scale)")
@@ -253,14 +293,15 @@ def comparison_table(
     missing: Literal["mark", "omit"] = "mark",
     extra: dict[str, tuple[str, int]] | None = None,
     missing_paper: str | None = None,
+    intervals: CellIntervals | None = None,
 ) -> Table:
-    """Our rows (mean ± std over seeds) with the paper's numbers in adjacent columns.
+    """Our rows (mean and interval, or ± std, over seeds) with the paper's numbers in adjacent columns.
 
     `metrics`: bare names (BLEU) or columns (test.BLEU); default: the paper's metrics, else the suite's.
     `keys`: columns that define a row (default: `row_keys`). `versions`: paper versions to show (default:
     all in the file). `missing`: list the paper rows nobody ran as "not run" ("mark") or drop them ("omit").
     `extra`: more mean columns, column -> (header, decimals). `missing_paper`: the paper file that was
-    expected but not found (said in the notes).
+    expected but not found (said in the notes). `intervals`: the cells' 95% intervals (see the module).
     """
     suite = suite_of(frame)
     if metrics is None:
@@ -271,7 +312,7 @@ def comparison_table(
     extra = extra or {}
     scale = {m: scale_for(m, suite) for m in metrics}
 
-    records = _records(frame, keys, paper, metrics, versions, scale, extra)
+    records = _records(frame, keys, paper, metrics, versions, scale, extra, intervals)
     if paper is not None and missing == "mark":
         ran = {r["paper row"] for r in records if r["paper row"]}
         records += _not_run_records(paper, ran, metrics, versions, extra)
@@ -282,7 +323,7 @@ def comparison_table(
         title=title,
         display=_display(records, paper is not None, metrics, versions, suite, extra),
         numeric=pd.DataFrame(records),
-        notes=_notes(frame, paper, metrics, scale, missing_paper),
+        notes=_notes(frame, paper, metrics, scale, missing_paper, records, intervals),
         scale=scale,
     )
 
@@ -291,7 +332,9 @@ def _task(frame: pd.DataFrame, task: str) -> pd.DataFrame:
     return frame[frame["task.name"] == task] if "task.name" in frame else frame
 
 
-def ablation_table(frame: pd.DataFrame, missing: Literal["mark", "omit"] = "mark") -> Table:
+def ablation_table(
+    frame: pd.DataFrame, missing: Literal["mark", "omit"] = "mark", intervals: CellIntervals | None = None
+) -> Table:
     """Paper Table 5: PREFIX vs embedding-only (EMB-n) vs infix (INFIX-n) on E2E."""
     return comparison_table(
         _task(frame, "e2e"),
@@ -300,11 +343,17 @@ def ablation_table(frame: pd.DataFrame, missing: Literal["mark", "omit"] = "mark
         missing_paper="experiments/ablation_placement_depth/paper.csv",
         title="Prefix placement and depth ablation, E2E (paper Table 5)",
         missing=missing,
+        intervals=intervals,
     )
 
 
 def methods_table(
-    frame: pd.DataFrame, *, name: str, title: str, missing: Literal["mark", "omit"] = "mark"
+    frame: pd.DataFrame,
+    *,
+    name: str,
+    title: str,
+    missing: Literal["mark", "omit"] = "mark",
+    intervals: CellIntervals | None = None,
 ) -> Table:
     """A comparison of methods beside the paper: each row at its own learning rate, chosen on validation
     (`prefixlab.report.selection`), with its stored %, training step time and peak memory."""
@@ -316,7 +365,7 @@ def methods_table(
     extra = {c: spec for c, spec in METHOD_COST_COLUMNS.items() if c in frame and frame[c].notna().any()}
     table = comparison_table(
         frame, name=name, paper=load_paper_table(name), missing_paper=f"experiments/{name}/paper.csv", title=title,
-        missing=missing, extra=extra,
+        missing=missing, extra=extra, intervals=intervals,
     )  # fmt: skip
     table.notes += [choice.describe() for choice in choices]
     if "system.peak_memory_mib" in extra:
@@ -326,23 +375,34 @@ def methods_table(
     return table
 
 
-def e2e_main_table(frame: pd.DataFrame, missing: Literal["mark", "omit"] = "mark") -> Table:
+def e2e_main_table(
+    frame: pd.DataFrame, missing: Literal["mark", "omit"] = "mark", intervals: CellIntervals | None = None
+) -> Table:
     """Paper Table 2 (E2E columns; arXiv v1 Table 1): fine-tuning, FT-top2, adapters, LoRA, prefix-tuning."""
     return methods_table(
-        _task(frame, "e2e"), name="e2e_main", missing=missing,
+        _task(frame, "e2e"), name="e2e_main", missing=missing, intervals=intervals,
         title="E2E: prefix-tuning vs fine-tuning (paper Table 2; arXiv v1 Table 1)",
     )  # fmt: skip
 
 
-def xsum_main_table(frame: pd.DataFrame, missing: Literal["mark", "omit"] = "mark") -> Table:
+def xsum_main_table(
+    frame: pd.DataFrame, missing: Literal["mark", "omit"] = "mark", intervals: CellIntervals | None = None
+) -> Table:
     """Paper Table 3: XSum ROUGE-1/2/L of fine-tuning and prefix-tuning (2% and 0.1%), and the baselines."""
     return methods_table(
-        _task(frame, "xsum"), name="xsum_main", missing=missing,
+        _task(frame, "xsum"), name="xsum_main", missing=missing, intervals=intervals,
         title="XSum: prefix-tuning vs fine-tuning (paper Table 3)",
     )  # fmt: skip
 
 
-def summary_table(frame: pd.DataFrame, name: str = "summary", title: str | None = None) -> Table:
+def summary_table(
+    frame: pd.DataFrame,
+    name: str = "summary",
+    title: str | None = None,
+    intervals: CellIntervals | None = None,
+) -> Table:
     """Every setting of the runs with all test metrics, stored parameters and time (no paper columns)."""
     extra = {c: spec for c, spec in COST_COLUMNS.items() if c in frame and frame[c].notna().any()}
-    return comparison_table(frame, name=name, title=title or f"{name}: all settings", extra=extra)
+    return comparison_table(
+        frame, name=name, title=title or f"{name}: all settings", extra=extra, intervals=intervals
+    )
