@@ -193,7 +193,15 @@ def record_to_row(record: Mapping[str, Any], run_dir: str | None = None) -> dict
 def order_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Identity first, then config, metrics, parameters, training, evaluation, timing, the rest."""
     rank = {"test": 2, "validation": 3, "parameters": 4, "training": 5, "evaluation": 6, "wall_seconds": 7}
-    rank |= {"data": 8, "system": 9, "summary": 10, "wandb": 11, "run_dir": 12, "fingerprint": 12, "overrides": 12}
+    rank |= {
+        "data": 8,
+        "system": 9,
+        "summary": 10,
+        "wandb": 11,
+        "run_dir": 12,
+        "fingerprint": 12,
+        "overrides": 12,
+    }
 
     def key(column: str) -> tuple[int, int]:
         if column in IDENTITY_COLUMNS:
