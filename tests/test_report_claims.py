@@ -95,3 +95,31 @@ def test_decide_on_the_interval():
     assert decide(">", -0.1, 0.3) == "not distinguishable"
     assert decide(">", -0.3, -0.1) == "reversed"
     assert decide("=", -0.1, 0.3) == "holds (not distinguishable)"
+
+
+def test_claims_use_only_the_learning_rate_chosen_on_validation(tmp_path, monkeypatch):
+    import prefixlab.report.claims as claims_module
+
+    refs = references()
+    write_run(tmp_path / "runs", "fine-tune", 0, refs, refs)  # lr 1e-4, best on validation: copies
+    write_run(tmp_path / "runs", "fine-tune", 1, ["the council"] * len(refs), refs)  # lr 1e-2: constant
+    write_run(tmp_path / "runs", "prefix", 0, ["the council"] * len(refs), refs)
+    for name, lr, val in (
+        ("fine-tune,seed=0", 1e-4, 1.0),
+        ("fine-tune,seed=1", 1e-2, 3.0),
+        ("prefix,seed=0", 1e-3, 2.0),
+    ):
+        path = tmp_path / "runs" / f"label={name}" / "metrics.json"
+        record = json.loads(path.read_text())
+        record["config"] |= {"seed": 0, "trainer": {"lr": lr}}
+        record["metrics"]["validation"] = {"val_loss": val}
+        record["training"] = {"best_metric": "val_loss"}
+        path.write_text(json.dumps(record))
+    frame = collect_runs(tmp_path / "runs").frame
+    claim = Claim("fine-tuning beats prefix", "fine-tune", "prefix", ">", "ROUGE_2", "test")
+    monkeypatch.setattr(claims_module, "load_claims", lambda experiment: [claim])
+    path = claims_module.write_claims(tmp_path, "toy", "xsum_main", frame, {"ROUGE_2": 1.0})
+    row = next(
+        line for line in path.read_text().splitlines() if line.startswith("| fine-tuning beats prefix")
+    )
+    assert "| 1, 1 |" in row and "**holds**" in row  # the lr 1e-2 run (a constant output) is left out

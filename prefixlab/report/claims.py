@@ -158,6 +158,9 @@ def write_claims(
         return None
     if not all(Path(str(d), "generations.jsonl").is_file() for d in frame["run_dir"].dropna()):
         return None
+    from prefixlab.report.selection import select_on_validation
+
+    frame, _ = select_on_validation(frame)  # a row swept over learning rates: only its rate chosen on validation
     path = out / "claims.md"
     path.write_text(to_markdown(study, verdicts(frame, claims), scale), encoding="utf-8")
     return path
