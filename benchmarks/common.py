@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: arguments, devices, interleaved timing, peak memory, E2E batches, tables.
+"""Shared pieces of the benchmarks: arguments, devices, interleaved timing, peak memory, task data, tables.
 
 Every benchmark is one command (``python benchmarks/NAME.py [--quick] [--model M] [--device cpu|cuda]``)
 that prints a Markdown table and optionally writes JSON (``--json PATH``). Timing is always interleaved
@@ -300,12 +300,25 @@ def load(model_name: str, device: torch.device) -> tuple[torch.nn.Module, Any]:
     return model, tokenizer
 
 
+def task_train(task: str, tokenizer: Any, **overrides: Any) -> tuple[Any, list[Any]]:
+    """A task's data (preset `task` of conf/task, keyword overrides as `task.KEY=...` would give them) and
+    its encoded training pairs (decoder-only format), as a training run loads them."""
+    from prefixlab.tasks import encode_split, load_task, load_task_config
+
+    data = load_task(load_task_config(task, **overrides))
+    return data, encode_split(data, "train", tokenizer, "decoder_only")
+
+
 def e2e(tokenizer: Any) -> tuple[Any, list[Any]]:
     """The E2E task data and its encoded training pairs (decoder-only format)."""
-    from prefixlab.tasks import encode_split, load_task
+    return task_train("e2e", tokenizer)
 
-    data = load_task("e2e")
-    return data, encode_split(data, "train", tokenizer, "decoder_only")
+
+def xsum(tokenizer: Any, max_source_tokens: int = 128) -> tuple[Any, list[Any]]:
+    """The XSum task data and its encoded training pairs (decoder-only format) as the CPU XSum study trains:
+    the offline sample when it is there (task.source auto) and articles cut to their first
+    `max_source_tokens` tokens (conf/budget/cpu_xsum.yaml: 128; the paper: 512)."""
+    return task_train("xsum", tokenizer, max_source_tokens=max_source_tokens)
 
 
 def run_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int = 0) -> list[list[int]]:

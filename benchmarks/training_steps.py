@@ -92,14 +92,15 @@ def prefixlab_prefix(
     name: str = "prefixlab",
     model_class: type | None = None,
     checkpointing: bool = False,
+    mlp_hidden: int = 512,
 ) -> Method:
-    """prefixlab prefix-tuning: depth all, MLP reparameterization (hidden 512), `length` virtual tokens;
+    """prefixlab prefix-tuning: depth all, MLP reparameterization (hidden `mlp_hidden`), `length` virtual tokens;
     `checkpointing` recomputes each block in backward (trainer.activation_checkpointing).
     `model_class` swaps in a PrefixModel subclass (prototypes of proposed changes)."""
     from prefixlab import PrefixConfig, PrefixModel
 
     cls = model_class or PrefixModel
-    model = cls(base, PrefixConfig(length=length, depth="all", reparam="mlp", mlp_hidden=512))
+    model = cls(base, PrefixConfig(length=length, depth="all", reparam="mlp", mlp_hidden=mlp_hidden))
     model.set_activation_checkpointing(checkpointing)
     model.train()
     step = source_target_step(model, device)
