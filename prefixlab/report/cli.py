@@ -170,9 +170,10 @@ def write_readme(
     """`OUT/README.md`: each file, what it shows, and the command and commit that produced it."""
     frame = collection.frame
     spread = (
-        f"mean [95% interval over seeds x test items, {intervals.n_samples} multi-bootstrap resamples]"
+        f"the mean over seeds [95% interval over seeds x test items, {intervals.n_samples} multi-bootstrap "
+        "resamples]"
         if intervals is not None and intervals.known
-        else "mean ± std"
+        else "mean ± std over seeds"
     )
     commits = (
         sorted(map(str, frame["system.git_commit"].dropna().unique())) if "system.git_commit" in frame else []
@@ -189,7 +190,7 @@ def write_readme(
         + (" (listed below and in `incomplete.csv`)" if collection.incomplete else ""),
         "- Swept: "
         + ("; ".join(f"`{k}` = {', '.join(v)}" for k, v in sweep.items()) or "n/a (no overrides recorded)"),
-        f"- Table rows are settings of {', '.join(f'`{c}`' for c in rows)}; {spread} over seeds"
+        f"- Table rows are settings of {', '.join(f'`{c}`' for c in rows)}; cells: {spread}"
         + (
             " and data subsets"
             if "task.subset_seed" in frame and frame["task.subset_seed"].nunique() > 1
