@@ -7,38 +7,16 @@ import json
 import random
 
 import pytest
+from test_report_support import summary_references
 
 from prefixlab.report.claims import Claim, decide, load_claims, to_markdown, verdicts
 from prefixlab.report.collect import collect_runs
 from prefixlab.resources import EXPERIMENTS_DIR
 from prefixlab.suites import SUITES
 
-WORDS = [
-    "the",
-    "council",
-    "said",
-    "a",
-    "new",
-    "plan",
-    "for",
-    "the",
-    "city",
-    "centre",
-    "would",
-    "bring",
-    "jobs",
-    "homes",
-    "and",
-    "shops",
-    "to",
-    "the",
-    "area",
-]
-
 
 def references(n: int = 40) -> list[str]:
-    rng = random.Random(0)
-    return [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(n)]
+    return summary_references(n, 12)
 
 
 def write_run(root, label, seed, outputs, refs):

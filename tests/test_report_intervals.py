@@ -7,6 +7,7 @@ import json
 import random
 
 import numpy as np
+from test_report_support import summary_references
 
 from prefixlab.report.cli import main as report_main
 from prefixlab.report.collect import collect_runs
@@ -15,32 +16,9 @@ from prefixlab.report.intervals import INTERVALS_FILE, CellIntervals
 from prefixlab.report.tables import summary_table
 from prefixlab.stats.runs import cell_intervals
 
-WORDS = [
-    "the",
-    "council",
-    "said",
-    "a",
-    "new",
-    "plan",
-    "for",
-    "the",
-    "city",
-    "centre",
-    "would",
-    "bring",
-    "jobs",
-    "homes",
-    "and",
-    "shops",
-    "to",
-    "the",
-    "area",
-]
-
 
 def references(n: int = 30) -> list[str]:
-    rng = random.Random(0)
-    return [" ".join(rng.choice(WORDS) for _ in range(10)) for _ in range(n)]
+    return summary_references(n, 10)
 
 
 def degrade(text: str, rng: random.Random, keep: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -302,3 +303,32 @@ def cached_pull(cache: Path) -> Path:
     )
     collect_wandb("me/prefixlab", group="e2e_length", cache=cache, api=FakeApi(runs))
     return cache
+
+
+SUMMARY_WORDS = [
+    "the",
+    "council",
+    "said",
+    "a",
+    "new",
+    "plan",
+    "for",
+    "the",
+    "city",
+    "centre",
+    "would",
+    "bring",
+    "jobs",
+    "homes",
+    "and",
+    "shops",
+    "to",
+    "the",
+    "area",
+]  # noqa: SIM905
+
+
+def summary_references(n: int, words: int) -> list[str]:
+    """`n` reproducible one-reference summaries of `words` words each (synthetic ROUGE test items)."""
+    rng = random.Random(0)
+    return [" ".join(rng.choice(SUMMARY_WORDS) for _ in range(words)) for _ in range(n)]

@@ -160,7 +160,8 @@ def write_claims(
         return None
     from prefixlab.report.selection import select_on_validation
 
-    frame, _ = select_on_validation(frame)  # a row swept over learning rates: only its rate chosen on validation
+    # A row swept over learning rates: only its rate chosen on validation.
+    frame, _ = select_on_validation(frame)
     path = out / "claims.md"
     path.write_text(to_markdown(study, verdicts(frame, claims), scale), encoding="utf-8")
     return path
