@@ -101,3 +101,23 @@ def test_claims_use_only_the_learning_rate_chosen_on_validation(tmp_path, monkey
         line for line in path.read_text().splitlines() if line.startswith("| fine-tuning beats prefix")
     )
     assert "| 1, 1 |" in row and "**holds**" in row  # the lr 1e-2 run (a constant output) is left out
+
+
+def test_rows_named_by_settings_where_runs_share_a_label(tmp_path):
+    refs = references()
+    for seed in (0, 1):
+        for reparam, outputs in (("mlp", refs), ("none", ["the council"] * len(refs))):
+            write_run(tmp_path / reparam, "PREFIX-6", seed, outputs, refs)
+            path = tmp_path / reparam / f"label=PREFIX-6,seed={seed}" / "metrics.json"
+            record = json.loads(path.read_text())
+            record["config"] |= {"method": {"reparam": reparam}, "trainer": {"lr": 1e-3}}
+            path.write_text(json.dumps(record))
+    frame = collect_runs(tmp_path).frame
+    claims = [
+        Claim("MLP beats none", "method.reparam=mlp", "method.reparam=none;trainer.lr=1e-3", ">", "ROUGE_2", "t"),
+        Claim("at a rate nobody ran", "method.reparam=mlp", "method.reparam=none;trainer.lr=1e-2", ">", "ROUGE_2", "t"),
+        Claim("by a column nobody has", "method.reparam=mlp", "method.depth=embedding", ">", "ROUGE_2", "t"),
+    ]  # fmt: skip
+    results = verdicts(frame, claims, n_samples=300)
+    assert [r.verdict for r in results] == ["holds", "not run", "not run"]
+    assert results[0].seeds == (2, 2)

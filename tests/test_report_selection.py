@@ -69,3 +69,19 @@ def test_without_a_shared_seed_each_rate_is_averaged_over_its_own_seeds():
              "training.best_metric": "val_loss"} for lr, s, val in [(1e-4, 0, 1.0), (1e-4, 1, 3.0), (1e-5, 2, 1.5)]]  # fmt: skip
     _, (choice,) = select_on_validation(pd.DataFrame(rows))
     assert choice.lr == 1e-5 and choice.seeds == ()
+
+
+def test_rows_that_share_a_label_are_selected_apart():
+    # reparam_init: every run is PREFIX-6; only the direct prefix (reparam none) ran a second learning rate
+    rows = []
+    for reparam, lrs in (("mlp", [(1e-3, 1.0)]), ("none", [(1e-3, 3.0), (1e-2, 2.0)])):
+        for lr, val in lrs:
+            for seed in (0, 1):
+                rows.append({"label": "PREFIX-6", "seed": seed, "trainer.lr": lr, "method.reparam": reparam,
+                             "validation.val_loss": val, "test.BLEU": 0.5, "task.name": "e2e",
+                             "training.best_metric": "val_loss"})  # fmt: skip
+    kept, (choice,) = select_on_validation(pd.DataFrame(rows))
+    assert sorted(map(tuple, kept[["method.reparam", "trainer.lr"]].drop_duplicates().values)) == [
+        ("mlp", 1e-3), ("none", 1e-2),
+    ]  # fmt: skip
+    assert len(kept) == 4 and choice.label == "PREFIX-6 (method.reparam=none)" and choice.lr == 1e-2

@@ -27,6 +27,7 @@ EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "xsum_length": ("length",),
     "ablation_placement_depth": ("ablation",),
     "reparam": ("reparam",),
+    "reparam_init": ("reparam", "init"),
     "init_lowdata": ("init",),
     "lowdata": ("lowdata",),
     "e2e_main": ("e2e_main",),

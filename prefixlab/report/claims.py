@@ -5,7 +5,8 @@
     claim,a,b,relation,metric,source
     PREFIX beats INFIX-1,PREFIX,INFIX-1,>,BLEU,Table 5
 
-`a` and `b` are row names (the runs' `label`); `relation` is `>` (a scores higher than b) or `=` (a and b are
+`a` and `b` name rows: a run label (`PREFIX-10`), or, where runs share a label, the settings that tell them
+apart as `column=value` pairs joined by `;` (`method.reparam=mlp;method.init=random`); `relation` is `>` (a scores higher than b) or `=` (a and b are
 equal). `verdicts` compares the two rows' runs with the seeds x items multi-bootstrap of `prefixlab.stats`
 (the difference a - b, its 95% interval, a two-sided p-value) and decides:
 
@@ -84,6 +85,28 @@ def decide(relation: str, low: float, high: float) -> str:
     return "holds (not distinguishable)" if low <= 0 <= high else "does not hold"
 
 
+def rows_of(frame: pd.DataFrame, name: str) -> pd.Series:
+    """The runs a claim's row names: by `label`, or by `column=value;...` settings (a missing column or a value
+    no run has selects nothing, so the claim reads "not run")."""
+    if "=" not in name:
+        return frame["label"] == name
+    keep = pd.Series(True, index=frame.index)
+    for pair in name.split(";"):
+        column, _, value = (part.strip() for part in pair.partition("="))
+        if column not in frame:
+            return pd.Series(False, index=frame.index)
+        keep &= frame[column].map(lambda cell, v=value: _same(cell, v))
+    return keep
+
+
+def _same(cell: Any, text: str) -> bool:
+    """A run's setting equals a claim's written value (numbers by value: `1e-2` is `0.01`)."""
+    try:
+        return float(cell) == float(text)
+    except (TypeError, ValueError):
+        return str(cell) == text
+
+
 def verdicts(
     frame: pd.DataFrame, claims: list[Claim], n_samples: int = 1000, seed: int = 12345
 ) -> list[Verdict]:
@@ -95,7 +118,7 @@ def verdicts(
     suite = str(frame["metric_suite"].dropna().iloc[0]) if "metric_suite" in frame and len(frame) else "e2e"
     for claim in claims:
         dirs = {
-            side: list(frame.loc[frame["label"] == name, "run_dir"])
+            side: list(frame.loc[rows_of(frame, name), "run_dir"])
             for side, name in (("a", claim.a), ("b", claim.b))
         }
         if not dirs["a"] or not dirs["b"]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from prefixlab.provenance import git_commit
 from prefixlab.report.artifacts import (
+    CPU_SUFFIX,
     EXPERIMENTS,
     Artifact,
     detect,
@@ -255,13 +256,15 @@ def report_study(
             collection.frame, out, args.x, metrics, args.group, baseline=args.baseline, formats=formats,
             intervals=intervals,
         )  # fmt: skip
-    if experiment and not args.from_csv:
+    if not args.from_csv:
         from prefixlab.report.claims import write_claims
         from prefixlab.report.figures import suite_of
         from prefixlab.suites import SUITES
 
         suite = SUITES.get(suite_of(collection.frame) or "")
-        claims = write_claims(out, study, experiment, collection.frame, dict(suite.scale) if suite else {})
+        # Claims come from experiments/<name>/claims.csv, also for a study that is no paper experiment (the demo).
+        claims_of = experiment or study.removesuffix(CPU_SUFFIX)
+        claims = write_claims(out, study, claims_of, collection.frame, dict(suite.scale) if suite else {})
         if claims is not None:
             artifacts.append(
                 Artifact(claims, "the paper's claims (experiments/<name>/claims.csv) with computed verdicts")
@@ -271,6 +274,13 @@ def report_study(
         artifacts.append(
             Artifact(path, "each table cell's and figure point's 95% interval (read by --from-csv)")
         )
+    elif args.from_csv:  # kept from the report that read the run folders: a summary cannot recompute them
+        for name, what in (
+            ("claims.md", "the paper's claims with computed verdicts"),
+            (INTERVALS_FILE, "the 95% intervals"),
+        ):
+            if (out / name).is_file():
+                artifacts.append(Artifact(out / name, f"{what}, from the report that read the run folders"))
     artifacts.append(Artifact(write_readme(out, study, collection, artifacts, argv, intervals), "this file"))
     return artifacts
 

@@ -1,6 +1,7 @@
 """Fair model selection: each method gets its own learning rate, chosen on the validation split.
 
-When a row (a method setting, by `label`) ran at several learning rates, `select_on_validation` keeps only the
+When a row (a method setting: its `label` and any other swept setting but the rate, e.g. `method.reparam` among
+runs that share a label) ran at several learning rates, `select_on_validation` keeps only the
 runs at the rate whose mean validation metric is best (the metric each run selected its best checkpoint by,
 `training.best_metric`: a loss is minimized, anything else maximized); the test scores of the others never
 enter a table. Rates are compared on the seeds every one of them ran, so that a grid searched on seed 0 and
@@ -54,12 +55,30 @@ def _metric_of(part: pd.DataFrame) -> str:
     return str(names[0]) if len(names) == 1 else "val_loss"
 
 
+def _rows(frame: pd.DataFrame, settings: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """The rows: runs by label, split further by the settings that differ within a label (named then as
+    `label (setting=value, ...)`)."""
+    rows = []
+    for label, part in frame.groupby("label", sort=False):
+        within = [c for c in settings if part[c].nunique(dropna=False) > 1]
+        if not within:
+            rows.append((str(label), part))
+            continue
+        for key, row in part.groupby(within, sort=False, dropna=False):
+            values = key if isinstance(key, tuple) else (key,)
+            named = ", ".join(f"{c}={v}" for c, v in zip(within, values, strict=True))
+            rows.append((f"{label} ({named})", row))
+    return rows
+
+
 def select_on_validation(frame: pd.DataFrame, column: str = LR_COLUMN) -> tuple[pd.DataFrame, list[Choice]]:
     """The runs to report (per label, only the best learning rate on validation) and the choices made."""
     if frame.empty or column not in frame or "label" not in frame:
         return frame, []
+    from prefixlab.report.collect import setting_columns
+
     keep, choices = [], []
-    for label, part in frame.groupby("label", sort=False):
+    for label, part in _rows(frame, [c for c in setting_columns(frame) if c not in (column, "label")]):
         rates = part[column].dropna().unique()
         if len(rates) < 2:
             keep.append(part)
