@@ -72,9 +72,13 @@ def test_from_csv_regenerates_the_same_tables_offline(runs: Path, tmp_path: Path
     assert (second / "length_e2e_BLEU.pdf").is_file() and (second / "incomplete.csv").is_file()
     # In place (make figures): the summary it reads is kept as is.
     before = (first / "runs.csv").read_bytes()
+    (first / "claims.md").write_text("# claims\n")  # as a report from run folders with generations writes it
     assert main(["--from-csv", str(first / "runs.csv"), "--out", str(first), "--formats", "png"]) == 0
     assert (first / "runs.csv").read_bytes() == before
-    assert "--from-csv" in (first / "README.md").read_text()
+    readme = (first / "README.md").read_text()
+    assert "--from-csv" in readme
+    # ... and still lists what the report from the run folders wrote beside it (a summary cannot recompute it)
+    assert "[runs.parquet](runs.parquet)" in readme and "[claims.md](claims.md)" in readme
 
 
 def test_generic_figure_from_the_command_line(runs: Path, tmp_path: Path):

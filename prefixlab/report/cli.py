@@ -243,6 +243,8 @@ def report_study(
             artifacts.append(Artifact(path, _SUMMARY_FILES.get(path.name, "")))
     else:
         artifacts.append(Artifact(out / "runs.csv", _SUMMARY_FILES["runs.csv"] + " (input of this report)"))
+        if (out / "runs.parquet").is_file():
+            artifacts.append(Artifact(out / "runs.parquet", _SUMMARY_FILES["runs.parquet"]))
     intervals = study_intervals(collection, out, args)
     experiment = args.experiment or experiment_of(study)
     kinds = list(EXPERIMENTS[experiment]) if experiment else detect(collection.frame)

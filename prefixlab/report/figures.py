@@ -258,7 +258,9 @@ def _line_figure(
         if logx:
             ax.set_xscale("log")
         ax.set_xticks(xs_all)
-        ax.set_xticklabels([normalize(v) for v in xs_all])
+        # Close values on a log axis (200 and 300) would print their labels into each other: tilt them.
+        crowded = logx and len(xs_all) > 1 and float(np.min(np.diff(np.log10(xs_all)))) < 0.25
+        ax.set_xticklabels([normalize(v) for v in xs_all], rotation=45 if crowded else 0)
         ax.minorticks_off()
     return fig
 
