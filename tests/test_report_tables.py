@@ -172,6 +172,7 @@ def test_every_experiment_folder_documents_its_command():
         "xsum_length",
         "ablation_placement_depth",
         "reparam",
+        "reparam_init",
         "init_lowdata",
         "lowdata",
         "e2e_main",
@@ -182,4 +183,4 @@ def test_every_experiment_folder_documents_its_command():
         assert f"experiment={name}" in readme, name
         assert "prefixlab report" in readme, name
         if name != "demo":
-            assert re.search(rf"experiment={name} budget=cpu(_xsum)?\b", readme), name
+            assert re.search(rf"experiment={name} budget=cpu(_\w+)?\b", readme), name
