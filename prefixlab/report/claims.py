@@ -6,8 +6,8 @@
     PREFIX beats INFIX-1,PREFIX,INFIX-1,>,BLEU,Table 5
 
 `a` and `b` name rows: a run label (`PREFIX-10`), or, where runs share a label, the settings that tell them
-apart as `column=value` pairs joined by `;` (`method.reparam=mlp;method.init=random`); `relation` is `>` (a scores higher than b) or `=` (a and b are
-equal). `verdicts` compares the two rows' runs with the seeds x items multi-bootstrap of `prefixlab.stats`
+apart as `column=value` pairs joined by `;` (`method.reparam=mlp;method.init=random`); `relation` is `>`
+(a scores higher than b) or `=` (a and b are equal). `verdicts` compares the two rows' runs with the seeds x items multi-bootstrap of `prefixlab.stats`
 (the difference a - b, its 95% interval, a two-sided p-value) and decides:
 
 - `>`: **holds** when the interval lies above 0, **reversed** when below, else **not distinguishable**;
