@@ -114,8 +114,8 @@ def test_rows_named_by_settings_where_runs_share_a_label(tmp_path):
             path.write_text(json.dumps(record))
     frame = collect_runs(tmp_path).frame
     claims = [
-        Claim("MLP beats none", "method.reparam=mlp", "method.reparam=none;trainer.lr=1e-3", ">", "ROUGE_2", "t"),
-        Claim("at a rate nobody ran", "method.reparam=mlp", "method.reparam=none;trainer.lr=1e-2", ">", "ROUGE_2", "t"),
+        Claim("MLP beats none", "method.reparam=mlp", "method.reparam=none&trainer.lr=1e-3", ">", "ROUGE_2", "t"),
+        Claim("at a rate nobody ran", "method.reparam=mlp", "method.reparam=none&trainer.lr=1e-2", ">", "ROUGE_2", "t"),
         Claim("by a column nobody has", "method.reparam=mlp", "method.depth=embedding", ">", "ROUGE_2", "t"),
     ]  # fmt: skip
     results = verdicts(frame, claims, n_samples=300)

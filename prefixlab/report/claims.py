@@ -6,7 +6,7 @@
     PREFIX beats INFIX-1,PREFIX,INFIX-1,>,BLEU,Table 5
 
 `a` and `b` name rows: a run label (`PREFIX-10`), or, where runs share a label, the settings that tell them
-apart as `column=value` pairs joined by `;` (`method.reparam=mlp;method.init=random`); `relation` is `>`
+apart as `column=value` pairs joined by `&`, as in paper.csv (`method.reparam=mlp&method.init=random`); `relation` is `>`
 (a scores higher than b) or `=` (a and b are equal). `verdicts` compares the two rows' runs with the seeds x items multi-bootstrap of `prefixlab.stats`
 (the difference a - b, its 95% interval, a two-sided p-value) and decides:
 
@@ -86,16 +86,18 @@ def decide(relation: str, low: float, high: float) -> str:
 
 
 def rows_of(frame: pd.DataFrame, name: str) -> pd.Series:
-    """The runs a claim's row names: by `label`, or by `column=value;...` settings (a missing column or a value
-    no run has selects nothing, so the claim reads "not run")."""
+    """The runs a claim's row names: by `label`, or by `column=value&...` settings in the syntax of paper.csv's
+    `match` (`prefixlab.report.paper.parse_match`); a missing column or a value no run has selects nothing, so
+    the claim reads "not run"."""
+    from prefixlab.report.paper import parse_match
+
     if "=" not in name:
         return frame["label"] == name
     keep = pd.Series(True, index=frame.index)
-    for pair in name.split(";"):
-        column, _, value = (part.strip() for part in pair.partition("="))
+    for column, allowed in parse_match(name).items():
         if column not in frame:
             return pd.Series(False, index=frame.index)
-        keep &= frame[column].map(lambda cell, v=value: _same(cell, v))
+        keep &= frame[column].map(lambda cell, values=allowed: any(_same(cell, v) for v in values))
     return keep
 
 
