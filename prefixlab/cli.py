@@ -1,10 +1,11 @@
-"""The `prefixlab` command: `train` (the Hydra app), `score` (metrics on a file of outputs), `report`.
+"""The `prefixlab` command: `train` (the Hydra app), `score` (metrics on a file of outputs), `report`, `restore`.
 
 prefixlab train model=smollm2-135m method.length=5        # same as prefixlab-train / python -m prefixlab.train
 prefixlab score --task e2e outputs.txt                    # one output per test source, in test-set order
 prefixlab report runs/demo --out results/demo             # figures, tables and a CSV from run folders
 prefixlab wandb-report runs/demo                          # a W&B Report of a study (or its JSON spec offline)
 prefixlab compare RUN_A RUN_B [--json]                    # paired tests of two runs on the same test items
+prefixlab restore results/demo                            # run folders rebuilt from a report's outputs.jsonl.gz
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_arguments(comparing)
     commands.add_parser("report", help="figures, tables and a CSV from run folders or W&B", add_help=False)
     commands.add_parser(
+        "restore", help="rebuild a study's run folders from its report's outputs.jsonl.gz", add_help=False
+    )
+    commands.add_parser(
         "wandb-report", help="a W&B Report comparing a study's ablations (spec JSON offline)", add_help=False
     )
     return parser
@@ -113,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         from prefixlab.report.cli import main as report_main
 
         return report_main(argv[1:])
+    if argv and argv[0] == "restore":
+        from prefixlab.archive import restore_command
+
+        return restore_command(argv[1:])
     if argv and argv[0] == "wandb-report":
         from prefixlab.report.wandb_report import main as wandb_report_main
 

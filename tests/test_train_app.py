@@ -303,3 +303,70 @@ def test_score_command_reproduces_the_official_scores_of_a_file(tmp_path):
         main(["score", str(short)])
     with pytest.raises(SystemExit, match="no outputs file"):
         main(["score", str(tmp_path / "missing.txt")])
+
+
+# ------------------------------------------------------------------------------------------ archive / restore
+def _without_location(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("run_dir", "restored_from")}
+
+
+def test_a_report_archive_restores_run_folders_that_a_relaunch_skips(multirun, tmp_path):
+    from prefixlab.archive import ARCHIVE_FILE, restore_archive
+    from prefixlab.report.cli import main as report_main
+
+    study, args, _ = multirun
+    out = tmp_path / "results"
+    assert report_main([str(study), "--out", str(out), "--no-intervals", "--formats", "png"]) == 0
+    assert ARCHIVE_FILE in (out / "README.md").read_text()
+    archive = out / ARCHIVE_FILE
+    first = archive.read_bytes()
+    assert report_main([str(study), "--out", str(out), "--no-intervals", "--formats", "png"]) == 0
+    assert archive.read_bytes() == first, "the archive of the same runs is byte-identical"
+
+    restored_root = tmp_path / "restored"
+    done = restore_archive(archive, restored_root)
+    assert sorted(p.name for p in done.written) == [p.name for p in _run_dirs(study)] and not done.kept
+    for original in _run_dirs(study):
+        copy = restored_root / "app" / original.name
+        for name in ("generations.jsonl", "identity.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+            assert (copy / name).read_text() == (original / name).read_text(), name
+        old, new = (json.loads((d / "metrics.json").read_text()) for d in (original, copy))
+        assert _without_location(new) == _without_location(old) and new["run_dir"] == str(copy)
+        assert not (copy / "prefix").exists(), "weights are not archived"
+
+    before = {p: p.read_bytes() for p in restored_root.glob("app/*/metrics.json")}
+    result = train_cli(*args, runs=restored_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("holds complete results") + result.stdout.count("holds complete results") == 2
+    assert before == {p: p.read_bytes() for p in restored_root.glob("app/*/metrics.json")}
+    again = restore_archive(archive, restored_root)
+    assert not again.written and len(again.kept) == 2
+
+
+def test_restore_refuses_other_data_and_malformed_archives(multirun, tmp_path):
+    import gzip
+    import shutil
+
+    from prefixlab.archive import ArchiveError, read_archive, restore_archive, write_archive
+
+    study = multirun[0]
+    archive = write_archive(_run_dirs(study), tmp_path / "outputs.jsonl.gz")
+    data = tmp_path / "data"
+    shutil.copytree(
+        Path(os.environ["PREFIXLAB_DATA_DIR"]) / "e2e", data / "e2e", ignore=shutil.ignore_patterns("golden")
+    )
+    test_file = data / "e2e" / "testset_w_refs.csv"
+    lines = test_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    changed = lines[1].replace("called Blue Spice.", "called Blue Spice!")
+    assert changed != lines[1]
+    test_file.write_text("".join([lines[0], changed, *lines[2:]]), encoding="utf-8")
+    with pytest.raises(ArchiveError, match="not the ones this run was scored on.*--data-dir"):
+        restore_archive(archive, tmp_path / "runs", data_dir=str(data))
+    assert not list((tmp_path / "runs").glob("*/*/metrics.json")), "nothing is written for a mismatched run"
+
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(gzip.compress(b'{"folder": "a", "metrics": {}}\nnot json\n'))
+    with pytest.raises(ArchiveError, match=r"broken.jsonl.gz:1: missing outputs, items"):
+        read_archive(broken)
+    with pytest.raises(ArchiveError, match="no archive at .*prefixlab report"):
+        read_archive(tmp_path / "nowhere")

@@ -20,6 +20,9 @@ import shlex
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from prefixlab.archive import ARCHIVE_FILE, GENERATIONS_FILE, write_archive
 from prefixlab.provenance import git_commit
 from prefixlab.report.artifacts import (
     CPU_SUFFIX,
@@ -271,6 +274,10 @@ def report_study(
             artifacts.append(
                 Artifact(claims, "the paper's claims (experiments/<name>/claims.csv) with computed verdicts")
             )
+    if not args.from_csv and not args.wandb:
+        archived = archive_runs(collection.frame, out)
+        if archived is not None:
+            artifacts.append(Artifact(archived, _SUMMARY_FILES[ARCHIVE_FILE]))
     if intervals is not None and intervals.known and not args.from_csv:
         path = intervals.save(out / INTERVALS_FILE)
         artifacts.append(
@@ -279,12 +286,22 @@ def report_study(
     elif args.from_csv:  # kept from the report that read the run folders: a summary cannot recompute them
         for name, what in (
             ("claims.md", "the paper's claims with computed verdicts"),
+            (ARCHIVE_FILE, _SUMMARY_FILES[ARCHIVE_FILE].split(": ")[0]),
             (INTERVALS_FILE, "the 95% intervals"),
         ):
             if (out / name).is_file():
                 artifacts.append(Artifact(out / name, f"{what}, from the report that read the run folders"))
     artifacts.append(Artifact(write_readme(out, study, collection, artifacts, argv, intervals), "this file"))
     return artifacts
+
+
+def archive_runs(frame: pd.DataFrame, out: Path) -> Path | None:
+    """`OUT/outputs.jsonl.gz` of the runs whose folders hold their generations (None when none do)."""
+    folders = [
+        Path(d) for d in frame.get("run_dir", pd.Series(dtype=object)).dropna()
+        if (Path(d) / GENERATIONS_FILE).is_file()
+    ]  # fmt: skip
+    return write_archive(folders, out / ARCHIVE_FILE) if folders else None
 
 
 def study_intervals(collection: Collection, out: Path, args: argparse.Namespace) -> CellIntervals | None:
@@ -308,6 +325,8 @@ _SUMMARY_FILES = {
     "runs.csv": "one row per complete run: settings, seed, label, parameter counts, every metric, timing",
     "runs.parquet": "the same as runs.csv, typed",
     "incomplete.csv": "runs found but left out (no complete metrics.json), with the reason",
+    ARCHIVE_FILE: "every run's metrics, config and test outputs (no data, no weights): `prefixlab restore` "
+    "rebuilds the run folders from it, to add seeds or recompute intervals on another machine",
 }
 
 
