@@ -9,6 +9,7 @@ import random
 import numpy as np
 from test_report_support import summary_references
 
+from prefixlab.archive import ARCHIVE_FILE
 from prefixlab.report.cli import main as report_main
 from prefixlab.report.collect import collect_runs
 from prefixlab.report.figures import figure
@@ -117,6 +118,10 @@ def test_the_report_saves_intervals_and_from_csv_regenerates_the_same_tables(tmp
     again = tmp_path / "again"
     assert report_main(["--from-csv", str(out / "runs.csv"), "--out", str(again)]) == 0
     assert (again / "table_summary.md").read_text() == first
+    # regenerating in place (make figures) keeps listing what only the run folders could give
+    assert report_main(["--from-csv", str(out / "runs.csv"), "--out", str(out)]) == 0
+    readme = (out / "README.md").read_text()
+    assert f"[{ARCHIVE_FILE}]({ARCHIVE_FILE})" in readme and f"[{INTERVALS_FILE}]({INTERVALS_FILE})" in readme
     # --no-intervals: the old mean ± std cells
     plain = tmp_path / "plain"
     assert report_main([str(runs), "--out", str(plain), "--no-intervals"]) == 0
