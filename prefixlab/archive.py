@@ -34,6 +34,8 @@ FORMAT = 1
 METRICS_FILE = "metrics.json"  # prefixlab.runs.METRICS_FILE (not imported: that module imports torch)
 GENERATIONS_FILE = "generations.jsonl"
 HYDRA_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
+#: metrics.json keys that say where a folder is (set again by restore), so a restored study archives the same.
+LOCATION_KEYS = ("run_dir", "restored_from")
 
 
 class ArchiveError(ValueError):
@@ -76,7 +78,7 @@ def archive_record(run_dir: Path) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "folder": run_dir.name,
-        "metrics": {k: v for k, v in metrics.items() if k != "run_dir"},
+        "metrics": {k: v for k, v in metrics.items() if k not in LOCATION_KEYS},
         "identity": _read_json(identity) if identity.is_file() else None,
         "hydra": {
             name: (run_dir / name).read_text(encoding="utf-8")

@@ -341,6 +341,14 @@ def test_a_report_archive_restores_run_folders_that_a_relaunch_skips(multirun, t
     assert before == {p: p.read_bytes() for p in restored_root.glob("app/*/metrics.json")}
     again = restore_archive(archive, restored_root)
     assert not again.written and len(again.kept) == 2
+    rearchived = tmp_path / "again"
+    assert (
+        report_main(
+            [str(restored_root / "app"), "--out", str(rearchived), "--no-intervals", "--formats", "png"]
+        )
+        == 0
+    )
+    assert (rearchived / ARCHIVE_FILE).read_bytes() == first, "a restored study archives byte-identically"
 
 
 def test_restore_refuses_other_data_and_malformed_archives(multirun, tmp_path):
