@@ -28,11 +28,10 @@ from typing import Any
 
 from prefixlab.atomic import atomic_path, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from prefixlab.identity import IDENTITY_FILE, claim
+from prefixlab.stats.runs import GENERATIONS_FILE, METRICS_FILE, RunInputError, load_generations
 
 ARCHIVE_FILE = "outputs.jsonl.gz"
 FORMAT = 1
-METRICS_FILE = "metrics.json"  # prefixlab.runs.METRICS_FILE (not imported: that module imports torch)
-GENERATIONS_FILE = "generations.jsonl"
 HYDRA_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
 #: metrics.json keys that say where a folder is (set again by restore), so a restored study archives the same.
 LOCATION_KEYS = ("run_dir", "restored_from")
@@ -65,15 +64,16 @@ def _read_json(path: Path) -> Any:
 
 def archive_record(run_dir: Path) -> dict[str, Any]:
     """One run folder's line of the archive (raises `ArchiveError` when it is not a finished run)."""
-    metrics_path, generations_path = run_dir / METRICS_FILE, run_dir / GENERATIONS_FILE
-    if not metrics_path.is_file() or not generations_path.is_file():
+    metrics_path = run_dir / METRICS_FILE
+    if not metrics_path.is_file():
         raise ArchiveError(
             f"{run_dir} is not a finished run folder (needs {METRICS_FILE} and {GENERATIONS_FILE})"
         )
+    try:
+        generations = load_generations(run_dir)
+    except RunInputError as error:
+        raise ArchiveError(str(error)) from error
     metrics = _read_json(metrics_path)
-    rows = [
-        json.loads(line) for line in generations_path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
     identity = run_dir / IDENTITY_FILE
     return {
         "format": FORMAT,
@@ -85,8 +85,8 @@ def archive_record(run_dir: Path) -> dict[str, Any]:
             for name in HYDRA_FILES
             if (run_dir / name).is_file()
         },
-        "outputs": [row["output"] for row in rows],
-        "items": items_hash([row["source"] for row in rows], [row["references"] for row in rows]),
+        "outputs": generations.outputs,
+        "items": items_hash(generations.sources, generations.references),
     }
 
 
@@ -160,43 +160,29 @@ def scored_items(metrics: dict[str, Any], data_dir: str | None) -> tuple[list[st
     return [g.source for g in groups], [list(g.references) for g in groups]
 
 
-def _data_dir(data_dir: str | None) -> str | None:
-    return data_dir or os.environ.get("PREFIXLAB_DATA_DIR") or None
-
-
 def restore_archive(
     archive: str | os.PathLike[str], runs_root: str | os.PathLike[str], data_dir: str | None = None
 ) -> Restored:
     """Rebuild the archived run folders under `runs_root/<study>/` (complete folders there are kept)."""
     records = read_archive(archive)
-    data_dir = _data_dir(data_dir)
+    data_dir = data_dir or os.environ.get("PREFIXLAB_DATA_DIR") or None
     done = Restored()
     items: dict[str, tuple[list[str], list[list[str]]]] = {}
     for record in records:
         metrics = record["metrics"]
+        config = metrics.get("config") or {}
         run_dir = Path(runs_root) / str(metrics.get("study") or "unknown") / record["folder"]
         if (run_dir / METRICS_FILE).is_file():
             done.kept.append((run_dir, "already holds a metrics.json"))
             continue
-        task_key = json.dumps(
-            [
-                (metrics.get("config") or {}).get("task"),
-                (metrics.get("config") or {}).get("eval"),
-                (metrics.get("evaluation") or {}).get("sources_decoded"),
-            ],
-            sort_keys=True,
-            default=str,
-        )
+        n_scored = (metrics.get("evaluation") or {}).get("sources_decoded")
+        task_key = json.dumps([config.get("task"), config.get("eval"), n_scored], sort_keys=True, default=str)
         if task_key not in items:
             items[task_key] = scored_items(metrics, data_dir)
         sources, references = items[task_key]
         outputs = record["outputs"]
         if len(outputs) != len(sources) or items_hash(sources, references) != record["items"]:
-            where = (
-                data_dir
-                or (metrics.get("config") or {}).get("task", {}).get("data_dir")
-                or "the default data folder"
-            )
+            where = data_dir or (config.get("task") or {}).get("data_dir") or "the default data folder"
             raise ArchiveError(
                 f"{record['folder']}: the test items under {where} are not the ones this run was scored on "
                 f"({len(outputs)} outputs, {len(sources)} sources here, or different sources/references). Point "

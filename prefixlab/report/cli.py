@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from prefixlab.archive import ARCHIVE_FILE, GENERATIONS_FILE, write_archive
+from prefixlab.archive import ARCHIVE_FILE, write_archive
 from prefixlab.provenance import git_commit
 from prefixlab.report.artifacts import (
     CPU_SUFFIX,
@@ -45,6 +45,7 @@ from prefixlab.report.collect import (
 )
 from prefixlab.report.intervals import INTERVALS_FILE, CellIntervals
 from prefixlab.report.tables import row_keys
+from prefixlab.stats.runs import GENERATIONS_FILE
 
 
 def parse_value(text: str) -> object:
