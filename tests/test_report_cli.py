@@ -59,6 +59,24 @@ def test_report_writes_summary_figures_tables_and_readme(runs: Path, tmp_path: P
     ]  # a list stays one JSON cell
 
 
+def test_readme_names_the_learning_rate_each_row_kept(tmp_path: Path):
+    # a grid on seed 0 for one label, one rate for the other: only the first is a choice
+    for label, lrs in (("PREFIX-5", {1e-4: 2.0, 1e-3: 1.0, 1e-2: 3.0}), ("PREFIX-1", {1e-3: 1.5})):
+        for lr, val in lrs.items():
+            record = fake_record(label=label, seed=0, method=prefix_method(int(label[-1])), study="grid")
+            record["config"]["trainer"]["lr"] = lr
+            record["metrics"]["validation"]["val_loss"] = val
+            write_run(tmp_path / "runs", record, name=f"label={label},lr={lr}")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "runs" / "grid"), "--out", str(out), "--formats", "png"]) == 0
+    readme = (out / "README.md").read_text()
+    section = readme.split("## Learning rates chosen on validation", 1)[1]
+    assert (
+        "- PREFIX-5: lr 0.001 chosen on mean val_loss over seed 0 (0.0001: 2, 0.001: 1, 0.01: 3)" in section
+    )
+    assert "PREFIX-1:" not in section
+
+
 def test_from_csv_regenerates_the_same_tables_offline(runs: Path, tmp_path: Path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([str(runs), "--out", str(first), "--formats", "png"]) == 0

@@ -141,6 +141,27 @@ def test_lowdata_curves_average_subsets_and_seeds():
     assert fig.axes[0].get_xscale() == "log"
 
 
+def test_lowdata_figure_draws_only_the_learning_rate_chosen_on_validation():
+    # fine-tuning ran an lr grid on subset 0 at each size; 3e-4 would be best on test but is worst on
+    # validation, so neither it nor 3e-5 may enter the curve (nor split it into series per rate)
+    rows = []
+    for size in (50, 100):
+        runs = [(1e-4, s, 1.0 + s, 0.30) for s in (0, 1, 2)] + [(3e-5, 0, 1.5, 0.20), (3e-4, 0, 2.0, 0.90)]
+        for lr, subset, val, bleu in runs:
+            record = fake_record(label="fine-tune", seed=0, method={"kind": "finetune", "trainable": "all"},
+                                 study="lowdata", task_extra={"train_size": size, "subset_seed": subset})  # fmt: skip
+            record["config"]["trainer"]["lr"] = lr
+            record["run_dir"] += f",lr={lr},size={size},subset={subset}"
+            record["metrics"]["validation"]["val_loss"] = val
+            record["metrics"]["test"]["BLEU"] = bleu
+            rows.append(record_to_row(record))
+    fig = lowdata_figures(frame_from_rows(rows))[("e2e", "test.BLEU")]
+    (series,) = by_gid(fig, "series:")
+    assert series.get_xdata().tolist() == [50, 100]
+    np.testing.assert_allclose(series.get_ydata(), [30.0, 30.0])
+    assert "3 runs" in series.get_label()
+
+
 def test_init_figure_bars_per_initialization():
     rows = []
     for init, text in (("random", None), ("tokens", "table-to-text:"), ("tokens", "elephant")):

@@ -85,3 +85,24 @@ def test_rows_that_share_a_label_are_selected_apart():
         ("mlp", 1e-3), ("none", 1e-2),
     ]  # fmt: skip
     assert len(kept) == 4 and choice.label == "PREFIX-6 (method.reparam=none)" and choice.lr == 1e-2
+
+
+def test_a_grid_on_one_training_subset_is_compared_on_that_subset_only():
+    # lowdata_cpu: every run is seed 0; the grid ran on subset 0, the winner also on subsets 1 and 2, whose
+    # validation losses are far worse (other dev sets). A rate must not win because the winner's mean spans
+    # subsets the others never ran.
+    base = {
+        "label": "FT",
+        "seed": 0,
+        "test.BLEU": 0.5,
+        "training.best_metric": "val_loss",
+        "task.train_size": 50,
+    }
+    rows = [{**base, "task.subset_seed": 0, "trainer.lr": lr, "validation.val_loss": val}
+            for lr, val in [(3e-5, 1.4), (1e-4, 1.0), (3e-4, 1.3)]]  # fmt: skip
+    rows += [{**base, "task.subset_seed": s, "trainer.lr": 1e-4, "validation.val_loss": 3.0} for s in (1, 2)]
+    kept, (choice,) = select_on_validation(pd.DataFrame(rows))
+    assert choice.lr == 1e-4 and choice.value == 1.0 and choice.seeds == ((0, 0),)
+    assert choice.over == ("seed", "task.subset_seed")
+    assert sorted(kept["task.subset_seed"]) == [0, 1, 2] and set(kept["trainer.lr"]) == {1e-4}
+    assert "over (seed, subset_seed) (0, 0) (" in choice.describe()

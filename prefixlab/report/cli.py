@@ -219,6 +219,13 @@ def write_readme(
     for (_, description), paths in grouped.items():
         links = " · ".join(f"[{p.name}]({p.name})" for p in paths)
         lines.append(f"| {links} | {description} |")
+    from prefixlab.report.selection import select_on_validation
+
+    _, choices = select_on_validation(frame)
+    if choices:
+        lines += ["", "## Learning rates chosen on validation", ""]
+        lines += ["Only the chosen rate's runs of each row enter the tables, figures and claims:", ""]
+        lines += [f"- {choice.describe()}" for choice in choices]
     if collection.incomplete:
         lines += ["", "## Incomplete runs (left out)", ""]
         lines += [f"- `{r.path}`: {r.reason}" for r in collection.incomplete]

@@ -365,12 +365,17 @@ def length_figures(
 def lowdata_figures(
     frame: pd.DataFrame, metrics: Sequence[str] | None = None, intervals: CellIntervals | None = None
 ) -> dict[tuple[str, str], Any]:
-    """Paper Figure 3: training-set size vs each metric, one series per method (mean over subsets, seeds)."""
+    """Paper Figure 3: training-set size vs each metric, one series per method (mean over subsets, seeds).
+
+    Where a method ran a learning-rate grid at a size, only the rate chosen on validation is drawn
+    (`prefixlab.report.selection`), as in the tables."""
+    from prefixlab.report.selection import select_on_validation
+
     figures: dict[tuple[str, str], Any] = {}
     for task, part in _by_task(frame):
         if "task.train_size" not in part or part["task.train_size"].nunique() < 2:
             continue
-        part = part.dropna(subset=["task.train_size"])
+        part, _ = select_on_validation(part.dropna(subset=["task.train_size"]))
         for metric in metrics or task_metrics(part):
             fig = figure(part, "task.train_size", metric, title=f"{task}: low data", intervals=intervals)
             fig.axes[0].set_xlabel("training examples")

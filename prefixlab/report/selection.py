@@ -6,7 +6,9 @@ runs at the rate whose mean validation metric is best (the metric each run selec
 `training.best_metric`: a loss is minimized, anything else maximized); the test scores of the others never
 enter a table. Rates are compared on the seeds every one of them ran, so that a grid searched on seed 0 and
 then run at more seeds for the winner only (the cheap design on a CPU) is compared seed for seed; without
-a shared seed, on each rate's mean over its own seeds. It returns the kept runs and one line per row saying
+a shared seed, on each rate's mean over its own seeds. Where a row's runs also differ in their sampled
+training subset (`task.subset_seed`, the low-data study), a seed is the pair (seed, subset): a grid on
+subset 0 is compared on subset 0 only, not against the winner's mean over subsets it alone ran. It returns the kept runs and one line per row saying
 what won and why. Torch-free.
 """
 
@@ -29,25 +31,45 @@ class Choice:
     metric: str
     value: float
     candidates: dict[float, float]
-    seeds: tuple[int, ...] = ()
+    seeds: tuple = ()  # the shared seeds compared: ints, or tuples of `over`'s values
+    over: tuple[str, ...] = ("seed",)
 
     def describe(self) -> str:
         """One line for a table's notes."""
         others = ", ".join(f"{lr:g}: {v:.4g}" for lr, v in sorted(self.candidates.items()))
-        over = (
-            f"seed{'s' if len(self.seeds) > 1 else ''} {', '.join(map(str, self.seeds))}"
-            if self.seeds
-            else "seeds"
-        )
+        if not self.seeds:
+            over = "seeds"
+        elif self.over == ("seed",):
+            over = f"seed{'s' if len(self.seeds) > 1 else ''} {', '.join(map(str, self.seeds))}"
+        else:
+            names = ", ".join(c.rsplit(".", 1)[-1] for c in self.over)
+            over = f"({names}) " + ", ".join("(" + ", ".join(map(str, key)) + ")" for key in self.seeds)
         return f"{self.label}: lr {self.lr:g} chosen on mean {self.metric} over {over} ({others})"
 
 
-def _shared_seeds(part: pd.DataFrame, column: str, rates: np.ndarray) -> list[int]:
-    """The seeds that every learning rate of a row ran (empty when there is no seed column or none is shared)."""
-    if "seed" not in part:
+def _replicate_columns(part: pd.DataFrame) -> tuple[str, ...]:
+    """What tells a row's runs of one setting apart: the seed, and the training subset where that varies."""
+    from prefixlab.report.collect import SEED_COLUMNS
+
+    return tuple(c for c in SEED_COLUMNS if c in part and (c == "seed" or part[c].nunique() > 1))
+
+
+def _replicate_keys(part: pd.DataFrame, over: tuple[str, ...]) -> pd.Series:
+    """Each run's replicate: its seed, or its (seed, subset) tuple."""
+    if len(over) == 1:
+        return part[over[0]]
+    return pd.Series(list(part[list(over)].itertuples(index=False, name=None)), index=part.index)
+
+
+def _shared_seeds(part: pd.DataFrame, column: str, rates: np.ndarray, over: tuple[str, ...]) -> list:
+    """The replicates that every learning rate of a row ran (empty when there is no seed column or none is
+    shared)."""
+    if "seed" not in over:
         return []
-    sets = [set(part.loc[part[column] == lr, "seed"].dropna()) for lr in rates]
-    return sorted(set.intersection(*sets)) if sets else []
+    keys = _replicate_keys(part, over)
+    sets = [set(keys[(part[column] == lr).to_numpy()].dropna()) for lr in rates]
+    shared = set.intersection(*sets) if sets else set()
+    return sorted(k for k in shared if not (isinstance(k, tuple) and any(pd.isna(v) for v in k)))
 
 
 def _metric_of(part: pd.DataFrame) -> str:
@@ -85,8 +107,9 @@ def select_on_validation(frame: pd.DataFrame, column: str = LR_COLUMN) -> tuple[
             continue
         metric = _metric_of(part)
         values = pd.to_numeric(part.get(f"validation.{metric}"), errors="coerce")
-        seeds = _shared_seeds(part, column, rates)
-        compared = part["seed"].isin(seeds) if seeds else pd.Series(True, index=part.index)
+        over = _replicate_columns(part)
+        seeds = _shared_seeds(part, column, rates, over)
+        compared = _replicate_keys(part, over).isin(seeds) if seeds else pd.Series(True, index=part.index)
         means = {float(lr): float(values[(part[column] == lr) & compared].mean()) for lr in rates}
         finite = {lr: v for lr, v in means.items() if np.isfinite(v)}
         if not finite:
@@ -95,5 +118,6 @@ def select_on_validation(frame: pd.DataFrame, column: str = LR_COLUMN) -> tuple[
         lower = metric.endswith("loss")
         best = min(finite, key=finite.get) if lower else max(finite, key=finite.get)
         keep.append(part[part[column] == best])
-        choices.append(Choice(str(label), best, metric, finite[best], means, tuple(int(s) for s in seeds)))
+        shared = tuple(tuple(int(v) for v in k) if isinstance(k, tuple) else int(k) for k in seeds)
+        choices.append(Choice(str(label), best, metric, finite[best], means, shared, over))
     return pd.concat(keep).sort_index(), choices
