@@ -28,6 +28,7 @@ from typing import Any
 
 from prefixlab.atomic import atomic_path, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from prefixlab.identity import IDENTITY_FILE, claim
+from prefixlab.jsonl import json_records
 from prefixlab.stats.runs import GENERATIONS_FILE, METRICS_FILE, RunInputError, load_generations
 
 ARCHIVE_FILE = "outputs.jsonl.gz"
@@ -119,20 +120,7 @@ def read_archive(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     except (OSError, EOFError, UnicodeDecodeError) as error:
         raise ArchiveError(f"{path}: not a gzip-compressed JSON-lines archive ({error})") from error
     records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ArchiveError(f"{path}:{number}: not a JSON object ({error})") from error
-        missing = [
-            k
-            for k in ("folder", "metrics", "outputs", "items")
-            if k not in (record if isinstance(record, dict) else {})
-        ]
-        if missing:
-            raise ArchiveError(f"{path}:{number}: missing {', '.join(missing)}")
+    for number, record in json_records(lines, path, ("folder", "metrics", "outputs", "items"), ArchiveError):
         if record.get("format", FORMAT) > FORMAT:
             raise ArchiveError(
                 f"{path}:{number}: archive format {record['format']} is newer than this prefixlab reads ({FORMAT}); "

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prefixlab.jsonl import json_records
 from prefixlab.stats.decompose import SUITE_METRICS, item_statistics
 from prefixlab.stats.itemstats import ItemStatistics
 from prefixlab.stats.multiboot import DEFAULT_SAMPLES, interval
@@ -62,20 +63,10 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[str], list[list[str]]]:
     outputs: list[str] = []
     references: list[list[str]] = []
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RunInputError(f"{path}:{number}: not a JSON object ({error})") from error
-            if not isinstance(record, dict):
-                raise RunInputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            missing = [key for key in ("source", "output", "references") if key not in record]
-            if missing:
-                raise RunInputError(
-                    f"{path}:{number}: missing {', '.join(missing)} (needs source, output, references)"
-                )
+        needs = "needs source, output, references"
+        for number, record in json_records(
+            handle, path, ("source", "output", "references"), RunInputError, needs
+        ):
             refs = record["references"]
             refs = [refs] if isinstance(refs, str) else refs
             if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
