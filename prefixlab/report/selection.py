@@ -8,8 +8,8 @@ enter a table. Rates are compared on the seeds every one of them ran, so that a 
 then run at more seeds for the winner only (the cheap design on a CPU) is compared seed for seed; without
 a shared seed, on each rate's mean over its own seeds. Where a row's runs also differ in their sampled
 training subset (`task.subset_seed`, the low-data study), a seed is the pair (seed, subset): a grid on
-subset 0 is compared on subset 0 only, not against the winner's mean over subsets it alone ran. It returns the kept runs and one line per row saying
-what won and why. Torch-free.
+subset 0 is compared on subset 0 only, not against the winner's mean over subsets it alone ran. It returns
+the kept runs and one line per row saying what won and why. Torch-free.
 """
 
 from __future__ import annotations
@@ -69,7 +69,11 @@ def _shared_seeds(part: pd.DataFrame, column: str, rates: np.ndarray, over: tupl
     keys = _replicate_keys(part, over)
     sets = [set(keys[(part[column] == lr).to_numpy()].dropna()) for lr in rates]
     shared = set.intersection(*sets) if sets else set()
-    return sorted(k for k in shared if not (isinstance(k, tuple) and any(pd.isna(v) for v in k)))
+    return sorted(
+        tuple(int(v) for v in k) if isinstance(k, tuple) else int(k)
+        for k in shared
+        if not (isinstance(k, tuple) and any(pd.isna(v) for v in k))
+    )
 
 
 def _metric_of(part: pd.DataFrame) -> str:
@@ -118,6 +122,5 @@ def select_on_validation(frame: pd.DataFrame, column: str = LR_COLUMN) -> tuple[
         lower = metric.endswith("loss")
         best = min(finite, key=finite.get) if lower else max(finite, key=finite.get)
         keep.append(part[part[column] == best])
-        shared = tuple(tuple(int(v) for v in k) if isinstance(k, tuple) else int(k) for k in seeds)
-        choices.append(Choice(str(label), best, metric, finite[best], means, shared, over))
+        choices.append(Choice(str(label), best, metric, finite[best], means, tuple(seeds), over))
     return pd.concat(keep).sort_index(), choices
