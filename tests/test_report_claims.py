@@ -42,6 +42,15 @@ def test_every_claims_file_parses_with_known_metrics(experiment):
     assert all(c.metric in metrics and c.a != c.b and c.source for c in claims)
 
 
+def test_a_row_with_an_unquoted_comma_is_an_error_naming_the_line(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "claims.csv").write_text(
+        "claim,a,b,relation,metric,source\nok,A,B,>,BLEU,Table 2\nbad,A,B,=,BLEU,Table 2 (70.3, ACL 2021)\n"
+    )
+    with pytest.raises(ValueError, match=r"claims.csv:3: more fields .*quote a field"):
+        load_claims("x", root=tmp_path)
+
+
 def test_verdicts_hold_reverse_or_cannot_tell(tmp_path):
     refs = references()
     rng = random.Random(1)

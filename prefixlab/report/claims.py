@@ -65,6 +65,11 @@ def load_claims(experiment: str, root: Path = EXPERIMENTS_DIR) -> list[Claim]:
     claims = []
     with path.open(encoding="utf-8") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):
+            if None in row:
+                raise ValueError(
+                    f"{path}:{number}: more fields than the header names ({row[None]} left over): "
+                    "quote a field that holds a comma"
+                )
             if (
                 row.get("relation") not in RELATIONS
                 or not row.get("a")
