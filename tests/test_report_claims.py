@@ -66,10 +66,14 @@ def test_verdicts_hold_reverse_or_cannot_tell(tmp_path):
         Claim("copy equals copy", "copy", "copy", "=", "ROUGE_2", "test"),
         Claim("copy equals constant", "copy", "constant", "=", "ROUGE_1", "test"),
         Claim("copy beats a row nobody ran", "copy", "missing", ">", "ROUGE_2", "test"),
+        Claim("copy matches or beats constant", "copy", "constant", ">=", "ROUGE_2", "test"),
+        Claim("copy matches or beats copy", "copy", "copy", ">=", "ROUGE_2", "test"),
+        Claim("constant matches or beats copy", "constant", "copy", ">=", "ROUGE_2", "test"),
     ]
     results = verdicts(frame, claims, n_samples=300)
     assert [r.verdict for r in results] == [
         "holds", "reversed", "holds (not distinguishable)", "does not hold", "not run",
+        "holds (higher)", "holds (not distinguishable)", "does not hold",
     ]  # fmt: skip
     assert results[0].p_value < 0.01 and results[0].low > 0 and results[0].seeds == (3, 3)
     assert results[2].difference == 0 and results[2].p_value == 1
@@ -82,6 +86,10 @@ def test_decide_on_the_interval():
     assert decide(">", -0.1, 0.3) == "not distinguishable"
     assert decide(">", -0.3, -0.1) == "reversed"
     assert decide("=", -0.1, 0.3) == "holds (not distinguishable)"
+    assert decide("=", 0.1, 0.3) == "does not hold"
+    assert decide(">=", 0.1, 0.3) == "holds (higher)"
+    assert decide(">=", -0.1, 0.3) == "holds (not distinguishable)"
+    assert decide(">=", -0.3, -0.1) == "does not hold"
 
 
 def test_claims_use_only_the_learning_rate_chosen_on_validation(tmp_path, monkeypatch):

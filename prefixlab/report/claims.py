@@ -7,11 +7,13 @@
 
 `a` and `b` name rows: a run label (`PREFIX-10`), or, where runs share a label, the settings that tell them
 apart as `column=value` pairs joined by `&`, as in paper.csv (`method.reparam=mlp&method.init=random`); `relation` is `>`
-(a scores higher than b) or `=` (a and b are equal). `verdicts` compares the two rows' runs with the seeds x items multi-bootstrap of `prefixlab.stats`
+(a scores higher than b), `=` (a and b are equal) or `>=` (a matches or beats b: not worse). `verdicts` compares the two rows' runs with the seeds x items multi-bootstrap of `prefixlab.stats`
 (the difference a - b, its 95% interval, a two-sided p-value) and decides:
 
 - `>`: **holds** when the interval lies above 0, **reversed** when below, else **not distinguishable**;
-- `=`: **holds (not distinguishable)** when the interval contains 0, else **does not hold**.
+- `=`: **holds (not distinguishable)** when the interval contains 0, else **does not hold**;
+- `>=`: **holds (higher)** when the interval lies above 0, **holds (not distinguishable)** when it contains 0,
+  **does not hold** when it lies below 0.
 
 A claim whose rows were not both run is **not run**. `write_claims` writes `claims.md`. It needs the run
 folders (their `generations.jsonl`), not only `runs.csv`.
@@ -28,7 +30,7 @@ import pandas as pd
 
 from prefixlab.resources import EXPERIMENTS_DIR
 
-RELATIONS = (">", "=")
+RELATIONS = (">", "=", ">=")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ def decide(relation: str, low: float, high: float) -> str:
     """The verdict of a claim from the 95% interval of a - b."""
     if relation == ">":
         return "holds" if low > 0 else "reversed" if high < 0 else "not distinguishable"
+    if relation == ">=":
+        return "holds (higher)" if low > 0 else "does not hold" if high < 0 else "holds (not distinguishable)"
     return "holds (not distinguishable)" if low <= 0 <= high else "does not hold"
 
 
