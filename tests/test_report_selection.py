@@ -51,6 +51,18 @@ def test_the_methods_table_reports_only_the_chosen_runs_with_their_costs():
     assert prefix["peak MiB"] == "1024"
 
 
+def test_cost_columns_are_the_median_of_a_rows_runs():
+    # Three prefix seeds, one slowed by other load: the step time shown is the median, not the mean.
+    frame = runs()
+    third = frame[frame["label"] == "PREFIX-10"].iloc[[0]].assign(seed=2)
+    frame = pd.concat([frame, third], ignore_index=True)
+    frame.loc[frame.index[-1], "training.seconds_per_step"] = 11.0
+    table = e2e_main_table(frame, missing="omit")
+    prefix = table.display[table.display["row"] == "PREFIX-10"].iloc[0]
+    assert prefix["s / step"] == "2.00"  # the mean would be 5.00
+    assert "s / step, peak MiB: the median over each row's runs" in table.notes
+
+
 def test_rates_are_compared_on_the_seeds_they_all_ran():
     # A grid on seed 0, then seeds 1 and 2 at the winner only: seed 1's much worse validation must not make
     # the winner lose to a rate that never ran seed 1.

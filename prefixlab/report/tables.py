@@ -130,6 +130,13 @@ def _mean_std(part: pd.DataFrame, column: str) -> tuple[float, float, int]:
     return (float(data.mean()) if n else np.nan, float(data.std(ddof=1)) if n > 1 else np.nan, n)
 
 
+def _median(part: pd.DataFrame, column: str) -> float:
+    """Median of a column's numeric values (NaN without any): the cost columns' summary, since one run slowed
+    by other load on a shared machine would pull a mean of timings."""
+    data = pd.to_numeric(part[column], errors="coerce").dropna() if column in part else pd.Series(dtype=float)
+    return float(data.median()) if len(data) else np.nan
+
+
 def _paper_values(
     paper: PaperTable | None, row: str | None, metric: str, versions: Sequence[str]
 ) -> dict[str, float]:
@@ -172,7 +179,7 @@ def _records(
                 record["items"] = cell.items
             record |= _paper_values(paper, paper_row, metric, versions)
         for column in extra:
-            record[column] = _mean_std(part, column)[0]
+            record[column] = _median(part, column)
         records.append(record)
     return records
 
@@ -300,7 +307,7 @@ def comparison_table(
     `metrics`: bare names (BLEU) or columns (test.BLEU); default: the paper's metrics, else the suite's.
     `keys`: columns that define a row (default: `row_keys`). `versions`: paper versions to show (default:
     all in the file). `missing`: list the paper rows nobody ran as "not run" ("mark") or drop them ("omit").
-    `extra`: more mean columns, column -> (header, decimals). `missing_paper`: the paper file that was
+    `extra`: cost columns, the median over a row's runs, column -> (header, decimals). `missing_paper`: the paper file that was
     expected but not found (said in the notes). `intervals`: the cells' 95% intervals (see the module).
     """
     suite = suite_of(frame)
@@ -318,12 +325,15 @@ def comparison_table(
         records += _not_run_records(paper, ran, metrics, versions, extra)
     order = {row: i for i, row in enumerate(paper.rows)} if paper is not None else {}
     records.sort(key=lambda r: (order.get(r["paper row"], len(order)), natural_key(str(r["row"]))))
+    notes = _notes(frame, paper, metrics, scale, missing_paper, records, intervals)
+    if extra:
+        notes.append(f"{', '.join(header for header, _ in extra.values())}: the median over each row's runs")
     return Table(
         name=name,
         title=title,
         display=_display(records, paper is not None, metrics, versions, suite, extra),
         numeric=pd.DataFrame(records),
-        notes=_notes(frame, paper, metrics, scale, missing_paper, records, intervals),
+        notes=notes,
         scale=scale,
     )
 
