@@ -123,9 +123,14 @@ def format_value(value: float | None, places: int) -> str:
     return DASH if value is None or not np.isfinite(value) else f"{value:.{places}f}"
 
 
+def _numeric(part: pd.DataFrame, column: str) -> pd.Series:
+    """A column's numeric values (none when the column is absent)."""
+    return pd.to_numeric(part[column], errors="coerce").dropna() if column in part else pd.Series(dtype=float)
+
+
 def _mean_std(part: pd.DataFrame, column: str) -> tuple[float, float, int]:
     """Mean, sample std (NaN below two values) and count of a column's numeric values."""
-    data = pd.to_numeric(part[column], errors="coerce").dropna() if column in part else pd.Series(dtype=float)
+    data = _numeric(part, column)
     n = len(data)
     return (float(data.mean()) if n else np.nan, float(data.std(ddof=1)) if n > 1 else np.nan, n)
 
@@ -133,7 +138,7 @@ def _mean_std(part: pd.DataFrame, column: str) -> tuple[float, float, int]:
 def _median(part: pd.DataFrame, column: str) -> float:
     """Median of a column's numeric values (NaN without any): the cost columns' summary, since one run slowed
     by other load on a shared machine would pull a mean of timings."""
-    data = pd.to_numeric(part[column], errors="coerce").dropna() if column in part else pd.Series(dtype=float)
+    data = _numeric(part, column)
     return float(data.median()) if len(data) else np.nan
 
 
