@@ -46,7 +46,7 @@ from prefixlab.resources import CONF_DIR
 from prefixlab.run_config import RunConfig, RunConfigError, parse_run_config
 from prefixlab.runs import STATUS_COMPLETE, RunFolder, seed_everything
 from prefixlab.suites import suite
-from prefixlab.training import Trainer, pick_device
+from prefixlab.training import Trainer, pick_device, validation_of_tested_weights
 
 __all__ = ["RunConfigError", "check_config", "main", "run_job"]
 
@@ -303,7 +303,7 @@ def write_record(job: Job, prepared: Prepared, parts: dict[str, Any]) -> dict[st
         "wall_seconds": parts["wall_seconds"],
     }
     if training.get("history"):
-        record["metrics"]["validation"] = {k: v for k, v in training["history"][-1].items() if k != "step"}
+        record["metrics"]["validation"] = validation_of_tested_weights(training)
     write_json_atomic(job.run.metrics, record)
     return record
 

@@ -311,3 +311,12 @@ class Trainer:
             load_trainable_state(self.model, torch.load(self.run.best, map_location=self.device))
         self.model.eval()
         return state
+
+
+def validation_of_tested_weights(training: dict[str, Any]) -> dict[str, Any]:
+    """The validation metrics of the weights a run tests: the evaluation at its best checkpoint (`best_step`,
+    which `Trainer.fit` loads before testing), else its last evaluation; `{}` without any."""
+    history = training.get("history") or []
+    best = [entry for entry in history if entry.get("step") == training.get("best_step")]
+    entry = best[-1] if best else (history[-1] if history else {})
+    return {k: v for k, v in entry.items() if k != "step"}

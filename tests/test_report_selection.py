@@ -118,3 +118,17 @@ def test_a_grid_on_one_training_subset_is_compared_on_that_subset_only():
     assert choice.over == ("seed", "task.subset_seed")
     assert sorted(kept["task.subset_seed"]) == [0, 1, 2] and set(kept["trainer.lr"]) == {1e-4}
     assert "over (seed, subset_seed) (0, 0) (" in choice.describe()
+
+
+def test_a_run_that_stopped_early_is_judged_by_the_weights_it_tested():
+    # lowdata_cpu, fine-tuning at 50 pairs: 1e-4's best checkpoint (38.4, the weights tested) beats 3e-5's
+    # (41.1), but 1e-4 then overfits for three evaluations before stopping (last 47.0). Judging by the last
+    # evaluation would pick 3e-5 for a model that was never tested.
+    base = {"label": "FT", "seed": 0, "test.BLEU": 0.5, "training.best_metric": "val_loss"}
+    rows = [{**base, "trainer.lr": lr, "validation.val_loss": last, "training.best_value": best}
+            for lr, last, best in [(3e-5, 41.1, 41.1), (1e-4, 47.0, 38.4)]]  # fmt: skip
+    kept, (choice,) = select_on_validation(pd.DataFrame(rows))
+    assert choice.lr == 1e-4 and choice.value == 38.4 and choice.candidates == {3e-5: 41.1, 1e-4: 38.4}
+    # without a best value (runs pulled from W&B), the recorded validation metric decides
+    kept, (choice,) = select_on_validation(pd.DataFrame(rows).drop(columns="training.best_value"))
+    assert choice.lr == 3e-5

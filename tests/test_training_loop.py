@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from prefixlab import PrefixConfig, PrefixModel
 from prefixlab.runs import RunFolder, trainable_state
 from prefixlab.settings import SettingsError, validate
 from prefixlab.tasks import Collator, EncodedExample
-from prefixlab.training import Trainer, TrainerSettings
+from prefixlab.training import Trainer, TrainerSettings, validation_of_tested_weights
 
 
 def examples(n: int, seed: int) -> list[EncodedExample]:
@@ -82,6 +83,15 @@ def test_best_checkpoint_and_early_stopping_follow_the_chosen_metric(tmp_path):
     assert all("val_loss" in row for row in state.history)
     for name, value in trainable_state(trainer.model).items():  # the best weights are loaded at the end
         assert torch.equal(value, snapshots[2][name]), name
+    # metrics.json's validation is the evaluation of those weights, not the last one (step 4: 0.25)
+    assert validation_of_tested_weights(asdict(state))["val_BLEU"] == 0.3
+
+
+def test_tested_validation_is_the_best_steps_evaluation_else_the_last():
+    history = [{"step": 10, "val_loss": 40.3}, {"step": 20, "val_loss": 38.4}, {"step": 30, "val_loss": 46.9}]
+    assert validation_of_tested_weights({"history": history, "best_step": 20}) == {"val_loss": 38.4}
+    assert validation_of_tested_weights({"history": history, "best_step": None}) == {"val_loss": 46.9}
+    assert validation_of_tested_weights({"history": [], "best_step": None}) == {}
 
 
 def test_best_metric_that_is_never_computed_is_a_clear_error(tmp_path):

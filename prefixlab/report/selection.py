@@ -4,7 +4,9 @@ When a row (a method setting: its `label` and any other swept setting but the ra
 runs that share a label) ran at several learning rates, `select_on_validation` keeps only the
 runs at the rate whose mean validation metric is best (the metric each run selected its best checkpoint by,
 `training.best_metric`: a loss is minimized, anything else maximized); the test scores of the others never
-enter a table. Rates are compared on the seeds every one of them ran, so that a grid searched on seed 0 and
+enter a table. A run's value is that of the weights it tested, its best checkpoint (`training.best_value`),
+not its last evaluation: a run that stops early has evaluated past its best, and a run recorded before
+`metrics.json` kept the best evaluation in `validation` has only the last one there. Rates are compared on the seeds every one of them ran, so that a grid searched on seed 0 and
 then run at more seeds for the winner only (the cheap design on a CPU) is compared seed for seed; without
 a shared seed, on each rate's mean over its own seeds. Where a row's runs also differ in their sampled
 training subset (`task.subset_seed`, the low-data study), a seed is the pair (seed, subset): a grid on
@@ -76,6 +78,17 @@ def _shared_seeds(part: pd.DataFrame, column: str, rates: np.ndarray, over: tupl
     )
 
 
+def _tested_values(part: pd.DataFrame, metric: str) -> pd.Series:
+    """Each run's validation `metric` at its best checkpoint (the weights its test scores come from):
+    `training.best_value` where the run selected by `metric`, else `validation.<metric>` (W&B runs, runs
+    without validation during training)."""
+    recorded = pd.to_numeric(part.get(f"validation.{metric}"), errors="coerce")
+    if "training.best_value" not in part or "training.best_metric" not in part:
+        return recorded
+    best = pd.to_numeric(part["training.best_value"], errors="coerce")
+    return best.where((part["training.best_metric"] == metric) & best.notna(), recorded)
+
+
 def _metric_of(part: pd.DataFrame) -> str:
     names = part["training.best_metric"].dropna().unique() if "training.best_metric" in part else []
     return str(names[0]) if len(names) == 1 else "val_loss"
@@ -110,7 +123,7 @@ def select_on_validation(frame: pd.DataFrame, column: str = LR_COLUMN) -> tuple[
             keep.append(part)
             continue
         metric = _metric_of(part)
-        values = pd.to_numeric(part.get(f"validation.{metric}"), errors="coerce")
+        values = _tested_values(part, metric)
         over = _replicate_columns(part)
         seeds = _shared_seeds(part, column, rates, over)
         compared = _replicate_keys(part, over).isin(seeds) if seeds else pd.Series(True, index=part.index)
