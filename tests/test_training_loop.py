@@ -87,7 +87,7 @@ def test_best_checkpoint_and_early_stopping_follow_the_chosen_metric(tmp_path):
     assert validation_of_tested_weights(asdict(state))["val_BLEU"] == 0.3
 
 
-def test_tested_validation_is_the_best_steps_evaluation_else_the_last():
+def test_the_validation_of_tested_weights_is_the_best_steps_evaluation_else_the_last():
     history = [{"step": 10, "val_loss": 40.3}, {"step": 20, "val_loss": 38.4}, {"step": 30, "val_loss": 46.9}]
     assert validation_of_tested_weights({"history": history, "best_step": 20}) == {"val_loss": 38.4}
     assert validation_of_tested_weights({"history": history, "best_step": None}) == {"val_loss": 46.9}

@@ -6,7 +6,8 @@ runs at the rate whose mean validation metric is best (the metric each run selec
 `training.best_metric`: a loss is minimized, anything else maximized); the test scores of the others never
 enter a table. A run's value is that of the weights it tested, its best checkpoint (`training.best_value`),
 not its last evaluation: a run that stops early has evaluated past its best, and a run recorded before
-`metrics.json` kept the best evaluation in `validation` has only the last one there. Rates are compared on the seeds every one of them ran, so that a grid searched on seed 0 and
+`metrics.json` kept the best evaluation in `validation` has only the last one there. Rates are compared on
+the seeds every one of them ran, so that a grid searched on seed 0 and
 then run at more seeds for the winner only (the cheap design on a CPU) is compared seed for seed; without
 a shared seed, on each rate's mean over its own seeds. Where a row's runs also differ in their sampled
 training subset (`task.subset_seed`, the low-data study), a seed is the pair (seed, subset): a grid on
