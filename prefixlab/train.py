@@ -312,6 +312,8 @@ def _track_results(tracker: Any, job: Job, record: dict[str, Any], outputs: list
     tracker.summary(
         {f"test/{k}": v for k, v in record["metrics"]["test"].items()}
         | {f"parameters/{k}": v for k, v in record["parameters"].items()}
+        # the tested weights' validation (best checkpoint) replaces the last evaluation W&B would keep
+        | record["metrics"].get("validation", {})
     )
     samples = list(zip(job.eval_groups, outputs, strict=True))[: job.config.eval.samples_to_log]
     tracker.table(

@@ -203,6 +203,9 @@ def test_wandb_offline_run_records_config_and_metrics(multirun):
         )
         assert any("train_loss" in row for row in recorded["history"])
         assert any("val_loss" in row for row in recorded["history"])
+        # the tested weights' validation value, as in metrics.json (not W&B's last logged one)
+        for key, value in record["metrics"]["validation"].items():
+            assert recorded["summary"][key] == pytest.approx(value)
 
 
 def test_relaunching_the_sweep_skips_complete_jobs(multirun):
