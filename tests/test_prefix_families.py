@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import ENCODER_DECODER, LLAMA_STYLE, SUPPORTED, T5_STYLE, UNSUPPORTED, max_error
+from test_prefix_exactness import TOL, real_kv
+from tiny_models import (
+    ENCODER_DECODER,
+    FALCON_ON_INTERFACE,
+    LLAMA_STYLE,
+    SUPPORTED,
+    T5_STYLE,
+    UNSUPPORTED,
+    falcon,
+    max_error,
+)
 from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
 from prefixlab import PrefixConfig, PrefixModel
@@ -56,6 +66,20 @@ def test_unreachable_families_fail_at_wrap_time_with_the_reason(family):
     base = build()
     with pytest.raises(UnsupportedModelError, match=reason):
         PrefixModel(base, PrefixConfig(length=3))
+
+
+def test_falcon_is_refused_where_it_bypasses_the_interface_and_exact_where_it_calls_it():
+    base = falcon()
+    if not FALCON_ON_INTERFACE:  # transformers < 5.25: attention in Falcon's own code
+        with pytest.raises(UnsupportedModelError, match="computes attention in its own code"):
+            PrefixModel(base, PrefixConfig(length=3))
+        return
+    p = torch.tensor([[5, 6, 7]])  # virtual tokens set to these real tokens' keys/values give their logits
+    pm = PrefixModel(base, PrefixConfig(length=3, reparam="none"))
+    kv, ref = real_kv(pm, slice(0, 3), input_ids=torch.cat([p, X, Y], 1))
+    pm.set_prefix(kv)
+    start = p.shape[1] + X.shape[1] - 1
+    assert max_error(run(pm), ref[:, start : start + Y.shape[1]]) < TOL
 
 
 def test_a_refused_model_is_left_as_it_was():

@@ -136,7 +136,11 @@ def load_gguf(
     cache_dir = ensure_converted(locate_gguf(spec))
     tokenizer = AutoTokenizer.from_pretrained(cache_dir)
     model = AutoModelForCausalLM.from_pretrained(
-        cache_dir, dtype=dtype, attn_implementation=attn_implementation, device_map=spec.get("device_map")
+        cache_dir,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        device_map=spec.get("device_map"),
+        use_kernels=False,  # see prefixlab.models.hub: no hub kernels swapped in at load time
     )
     return model, tokenizer
 

@@ -43,6 +43,10 @@ def load_hub(
             dtype=dtype,
             attn_implementation=attn_implementation,
             device_map=spec.get("device_map"),
+            # transformers >= 5.25 kernelizes layers with hub kernels by default: that fetches code at load
+            # time, changes numerics with the network, and fails on a meta-device map. prefixlab runs its own
+            # attention kernel and the plain torch layers (offline the two loads give identical logits).
+            use_kernels=False,
             **common,
         )
     except (OSError, HfHubHTTPError) as err:
